@@ -1,0 +1,6 @@
+"""Small reusable layers and shape descriptions."""
+
+from .batch_norm import FrozenBatchNorm2d, get_norm
+from .shape_spec import ShapeSpec
+
+__all__ = ["FrozenBatchNorm2d", "ShapeSpec", "get_norm"]

@@ -1,0 +1,62 @@
+"""The data side: dataset catalogs, loaders for COCO/VOC/synthetic shapes, augmentations, mapper, loaders.
+
+Importing this package registers the built-in dataset names (``coco_2017_train``,
+``voc_2007_test``, ``shapes_train``, ...) without touching the disk.
+"""
+
+from . import transforms
+from .build import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+    trivial_batch_collator,
+)
+from .catalog import DatasetCatalog, Metadata, MetadataCatalog
+from .datasets import (
+    SHAPES_CLASSES,
+    VOC_CLASSES,
+    DatasetPath,
+    ShapesParams,
+    generate_shapes,
+    get_datasets_root,
+    load_coco_json,
+    load_voc_instances,
+    register_coco_instances,
+    register_pascal_voc,
+    register_shapes,
+)
+from .datasets.builtin import register_all_builtin
+from .mapper import DatasetMapper, read_image
+from .samplers import InferenceSampler, TrainingSampler
+from .transforms import RandomFlip, ResizeShortestEdge, apply_augmentations
+
+register_all_builtin()
+
+__all__ = [
+    "DatasetCatalog",
+    "DatasetMapper",
+    "DatasetPath",
+    "InferenceSampler",
+    "Metadata",
+    "MetadataCatalog",
+    "RandomFlip",
+    "ResizeShortestEdge",
+    "SHAPES_CLASSES",
+    "ShapesParams",
+    "TrainingSampler",
+    "VOC_CLASSES",
+    "apply_augmentations",
+    "build_detection_test_loader",
+    "build_detection_train_loader",
+    "generate_shapes",
+    "get_datasets_root",
+    "get_detection_dataset_dicts",
+    "load_coco_json",
+    "load_voc_instances",
+    "read_image",
+    "register_coco_instances",
+    "register_pascal_voc",
+    "register_shapes",
+    "transforms",
+    "trivial_batch_collator",
+]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 

@@ -1,0 +1,313 @@
+"""Save and load training state: crash-safe writes, safe reads, and a load report.
+
+Differences from fvcore's ``Checkpointer`` (which this builds on):
+
+* **Atomic saves.** A checkpoint and the ``last_checkpoint`` pointer are written to a temporary
+  file in the same directory, flushed, fsynced and moved into place with ``os.replace``. A crash
+  mid-write leaves the previous checkpoint and pointer intact, so ``--resume`` always finds a
+  readable file.
+* **Safe loads.** Files are read with ``torch.load(weights_only=True)``, which executes no code
+  from the file. A missing file names the path; a truncated or corrupt one says so.
+* **No silent leniency.** A parameter whose shape differs from the model's is an error listing
+  every such key with both shapes, unless the caller passes ``allow_shape_mismatch=True``
+  (e.g. fine-tuning with another number of classes); skipped keys are then in the report.
+* **A returned report.** :meth:`Checkpointer.load` returns a :class:`LoadReport` (missing,
+  unexpected and skipped keys, the checkpointables restored, the extra data such as
+  ``"iteration"``) instead of only logging.
+
+A checkpoint is a dict with ``"model"`` (a plain state dict, no ``module.`` prefix),
+one entry per registered checkpointable (``"optimizer"``, ``"scheduler"``, ...) and the extra
+data passed to :meth:`Checkpointer.save` (the trainer passes ``iteration``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import torch
+from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
+from torch import nn
+
+__all__ = ["Checkpointer", "LoadReport", "CheckpointError", "atomic_write"]
+
+_POINTER_FILE = "last_checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that exists but cannot be used (corrupt, unsafe, or not matching the model)."""
+
+
+@dataclass
+class LoadReport:
+    """What :meth:`Checkpointer.load` did.
+
+    Attributes:
+        path: the file loaded, or ``""`` when nothing was loaded.
+        missing_keys: model keys absent from the checkpoint (left at their current values).
+        unexpected_keys: checkpoint keys the model does not have (ignored).
+        skipped_keys: ``(key, shape_in_checkpoint, shape_in_model)`` not loaded because the shapes
+            differ; only non-empty with ``allow_shape_mismatch=True``.
+        loaded_checkpointables: names of the non-model objects restored (``"optimizer"``, ...).
+        extra: the remaining checkpoint entries, e.g. ``{"iteration": 4999}``.
+    """
+
+    path: str = ""
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    skipped_keys: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    loaded_checkpointables: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def iteration(self) -> int | None:
+        """The iteration stored in the checkpoint by the trainer, if any."""
+        it = self.extra.get("iteration")
+        return None if it is None else int(it)
+
+
+def _strip_prefix(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Drop ``prefix`` from every key when all keys have it (a DDP-wrapped model's state dict)."""
+    if not state_dict or not all(k.startswith(prefix) for k in state_dict):
+        return state_dict  # unchanged, keeping an OrderedDict's _metadata (module versions)
+    return {k[len(prefix) :]: v for k, v in state_dict.items()}
+
+
+def _fsync_dir(directory: str) -> None:
+    # Makes the rename itself durable; not every platform/filesystem allows opening a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` so that it is either fully written or untouched.
+
+    ``write`` receives a binary file object in ``path``'s directory; on success the data is
+    flushed, fsynced and renamed over ``path``. On any error the temporary file is removed.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    _fsync_dir(directory)
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """``torch.load`` with weights_only=True, turning its low-level errors into messages that name ``path``."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"Checkpoint {path} contains Python objects that torch.load(weights_only=True) refuses to "
+                f"build; only tensors and plain containers can be loaded safely. Details: {e}"
+            ) from e
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or truncated (could not be unpickled): {e}"
+        ) from e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated: {e}") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"Checkpoint {path} holds a {type(data).__name__}, expected a dict")
+    return data
+
+
+def _shape_mismatches(
+    checkpoint_sd: dict[str, Any], model_sd: dict[str, torch.Tensor]
+) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """``(key, checkpoint shape, model shape)`` for keys present in both with different shapes."""
+    mismatches = []
+    for key, value in checkpoint_sd.items():
+        target = model_sd.get(key)
+        if target is None or isinstance(target, nn.parameter.UninitializedParameter):
+            continue
+        if tuple(value.shape) != tuple(target.shape):
+            mismatches.append((key, tuple(value.shape), tuple(target.shape)))
+    return mismatches
+
+
+class Checkpointer(_FvcoreCheckpointer):
+    """Save/load a model and other checkpointable objects (anything with ``state_dict()``).
+
+    Example::
+
+        checkpointer = Checkpointer(model, "output/", optimizer=optimizer, scheduler=scheduler)
+        checkpointer.save("model_0000999", iteration=999)
+        report = checkpointer.resume_or_load("init.pth", resume=True)
+        start_iter = report.iteration + 1 if report.iteration is not None else 0
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        save_dir: str = "",
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        save_to_disk: bool = True,
+        **other_checkpointables: Any,
+    ) -> None:
+        """
+        Args:
+            model: the model; a ``DistributedDataParallel``/``DataParallel`` wrapper is unwrapped.
+            save_dir: local directory for checkpoints and the ``last_checkpoint`` pointer.
+            optimizer: saved and restored as ``"optimizer"``.
+            scheduler: an LR scheduler, saved and restored as ``"scheduler"``.
+            save_to_disk: ``False`` makes :meth:`save` a no-op (ranks other than 0).
+            other_checkpointables: further objects with ``state_dict()``/``load_state_dict()``.
+        """
+        checkpointables = dict(other_checkpointables)
+        if optimizer is not None:
+            checkpointables["optimizer"] = optimizer
+        if scheduler is not None:
+            checkpointables["scheduler"] = scheduler
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.logger = logging.getLogger(__name__)
+
+    # ----------------------------------------------------------------------------------- save
+
+    def save(self, name: str, **extra: Any) -> None:
+        """Write ``<save_dir>/<name>.pth`` atomically and point ``last_checkpoint`` at it.
+
+        Args:
+            name: file name without ``.pth``, e.g. ``"model_0004999"`` or ``"model_final"``.
+            extra: further picklable data (plain types), e.g. ``iteration=4999``.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data: dict[str, Any] = {"model": _strip_prefix(self.model.state_dict(), "module.")}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(extra)
+        os.makedirs(self.save_dir, exist_ok=True)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        atomic_write(save_file, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Atomically point ``<save_dir>/last_checkpoint`` at ``last_filename_basename``."""
+        pointer = os.path.join(self.save_dir, _POINTER_FILE)
+        atomic_write(pointer, lambda f: f.write(last_filename_basename.encode("utf-8")))
+
+    # ----------------------------------------------------------------------------------- load
+
+    def load(
+        self,
+        path: str,
+        checkpointables: list[str] | None = None,
+        *,
+        allow_shape_mismatch: bool = False,
+    ) -> LoadReport:
+        """Load the model (and checkpointables) from ``path``.
+
+        Args:
+            path: a checkpoint file; ``""`` loads nothing and returns an empty report.
+            checkpointables: names of the non-model objects to restore; ``None`` restores all that
+                the file has, ``[]`` restores only the model.
+            allow_shape_mismatch: skip (and report) parameters whose shapes differ instead of raising.
+
+        Returns:
+            A :class:`LoadReport`.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            CheckpointError: the file is corrupt/truncated, unsafe to load, has no ``"model"``
+                entry, or has shape-mismatched parameters (without ``allow_shape_mismatch``).
+        """
+        if not path:
+            self.logger.info("No checkpoint given; the model keeps its initialization.")
+            return LoadReport()
+        local_path = self._local_path(path)
+        self.logger.info(f"Loading checkpoint from {local_path}")
+        checkpoint = self._load_file(local_path)
+        report = self._load_model_state(checkpoint, local_path, allow_shape_mismatch)
+        names = self.checkpointables if checkpointables is None else checkpointables
+        for key in names:
+            if key in checkpoint:
+                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+                report.loaded_checkpointables.append(key)
+        report.extra = checkpoint
+        self._log_report(report)
+        return report
+
+    def resume_or_load(
+        self, path: str, *, resume: bool = True, allow_shape_mismatch: bool = False
+    ) -> LoadReport:
+        """Resume from ``last_checkpoint`` with every checkpointable if ``resume`` and one exists;
+        otherwise load only the model from ``path`` (e.g. ``cfg.train.init_checkpoint``)."""
+        if resume and self.has_checkpoint():
+            return self.load(self.get_checkpoint_file(), allow_shape_mismatch=allow_shape_mismatch)
+        return self.load(path, checkpointables=[], allow_shape_mismatch=allow_shape_mismatch)
+
+    def _local_path(self, path: str) -> str:
+        if os.path.isfile(path):
+            return path
+        try:  # URLs and other iopath handlers resolve to a local copy
+            local = self.path_manager.get_local_path(path)
+        except Exception as e:
+            raise FileNotFoundError(f"Checkpoint not found: {path} ({e})") from e
+        if not os.path.isfile(local):
+            raise FileNotFoundError(f"Checkpoint not found: {path}")
+        return local
+
+    def _load_file(self, f: str) -> dict[str, Any]:
+        return _read_checkpoint(f)
+
+    def _load_model_state(
+        self, checkpoint: dict[str, Any], path: str, allow_shape_mismatch: bool
+    ) -> LoadReport:
+        if "model" not in checkpoint:
+            raise CheckpointError(
+                f"Checkpoint {path} has no 'model' entry (top-level keys: {sorted(checkpoint)}); "
+                "a bare state dict from another project must be converted first."
+            )
+        state = checkpoint.pop("model")
+        self._convert_ndarray_to_tensor(state)
+        state = _strip_prefix(state, "module.")
+        mismatches = _shape_mismatches(state, self.model.state_dict())
+        if mismatches and not allow_shape_mismatch:
+            lines = "\n".join(f"  {k}: {c} in checkpoint, {m} in model" for k, c, m in mismatches)
+            raise CheckpointError(
+                f"Checkpoint {path} has {len(mismatches)} parameter(s) whose shape differs from the model:\n"
+                f"{lines}\nPass allow_shape_mismatch=True to skip them (e.g. a different number of classes)."
+            )
+        for key, _, _ in mismatches:
+            state.pop(key)
+        incompatible = self.model.load_state_dict(state, strict=False)
+        return LoadReport(
+            path=path,
+            missing_keys=list(incompatible.missing_keys),
+            unexpected_keys=list(incompatible.unexpected_keys),
+            skipped_keys=mismatches,
+        )
+
+    def _log_report(self, report: LoadReport) -> None:
+        for key, ckpt_shape, model_shape in report.skipped_keys:
+            self.logger.warning(f"Skipped {key}: shape {ckpt_shape} in checkpoint, {model_shape} in model")
+        if report.missing_keys:
+            self.logger.warning("Keys missing from the checkpoint:\n  " + "\n  ".join(report.missing_keys))
+        if report.unexpected_keys:
+            self.logger.warning("Checkpoint keys not in the model:\n  " + "\n  ".join(report.unexpected_keys))

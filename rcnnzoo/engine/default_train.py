@@ -1,0 +1,176 @@
+"""Training and evaluation from a lazy config, for ``tools/train_net.py``.
+
+    model = instantiate(cfg.model).to(resolve_device(cfg.train.device))
+    if args.eval_only:
+        Checkpointer(model).load(cfg.train.init_checkpoint)
+        print(do_test(cfg, model))
+    else:
+        do_train(cfg, model, resume=args.resume)
+
+:func:`do_train` builds everything else from the config: the optimizer (filling
+``cfg.optimizer.params.model``), the training loader, the LR schedule, the checkpointer, the
+hooks and the metric writers (console, ``metrics.json``, TensorBoard).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from rcnnzoo.checkpoint import Checkpointer
+from rcnnzoo.solver import LRMultiplier
+from rcnnzoo.utils.comm import get_world_size, is_main_process
+from rcnnzoo.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardWriter
+
+from . import hooks
+from .defaults import cfg_get, resolve_device
+from .train_loop import AMPTrainer, HookBase, SimpleTrainer
+
+__all__ = ["do_train", "do_test", "build_optimizer", "default_writers", "create_ddp_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
+    """``instantiate(cfg.optimizer)`` after pointing ``cfg.optimizer.params.model`` at ``model``.
+
+    The params node (``L(get_default_optimizer_params)(...)``) cannot name the model when the config
+    is written; this fills it in.
+    """
+    from rcnnzoo.config import instantiate
+
+    params = cfg_get(cfg, "optimizer.params", None)
+    if params is not None and "_target_" in params:
+        params.model = model
+    return instantiate(cfg.optimizer)
+
+
+def create_ddp_model(model: nn.Module) -> nn.Module:
+    """Wrap ``model`` in ``DistributedDataParallel`` when running in several processes."""
+    if get_world_size() <= 1:
+        return model
+    device_ids = [torch.cuda.current_device()] if next(model.parameters()).is_cuda else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def default_writers(output_dir: str, max_iter: int) -> list[EventWriter]:
+    """Console line, ``<output_dir>/metrics.json`` and TensorBoard events in ``output_dir``."""
+    return [
+        CommonMetricPrinter(max_iter),
+        JSONWriter(os.path.join(output_dir, "metrics.json")),
+        TensorboardWriter(output_dir),
+    ]
+
+
+def _build_trainer(cfg: Any, model: nn.Module, optimizer: torch.optim.Optimizer) -> SimpleTrainer:
+    from rcnnzoo.config import instantiate
+
+    data_loader = instantiate(cfg.dataloader.train)
+    ddp_model = create_ddp_model(model)
+    if cfg_get(cfg, "train.amp.enabled", False):
+        dtype = cfg_get(cfg, "train.amp.dtype", "float16")
+        return AMPTrainer(ddp_model, data_loader, optimizer, precision=dtype)
+    return SimpleTrainer(ddp_model, data_loader, optimizer)
+
+
+def _build_hooks(
+    cfg: Any, model: nn.Module, scheduler: LRMultiplier, checkpointer: Checkpointer, max_iter: int
+) -> list[HookBase | None]:
+    output_dir = cfg_get(cfg, "train.output_dir")
+    main = is_main_process()
+    return [
+        hooks.IterationTimer(),
+        hooks.LRScheduler(scheduler),
+        hooks.PeriodicCheckpointer(
+            checkpointer,
+            cfg_get(cfg, "train.checkpointer.period", 5000),
+            max_iter,
+            max_to_keep=cfg_get(cfg, "train.checkpointer.max_to_keep", None),
+        )
+        if main
+        else None,
+        # Every rank evaluates (inference is distributed); only rank 0 gets results to record.
+        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), lambda: do_test(cfg, model)),
+        hooks.PeriodicWriter(
+            default_writers(output_dir, max_iter), period=cfg_get(cfg, "train.log_period", 20)
+        )
+        if main
+        else None,
+    ]
+
+
+def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> None:
+    """Train ``model`` as ``cfg`` says, checkpointing and evaluating on the way.
+
+    Args:
+        cfg: lazy config with ``optimizer``, ``lr_multiplier``, ``dataloader.train`` (and
+            ``dataloader.test``/``evaluator`` when ``train.eval_period`` > 0 or at the end) and ``train``.
+        model: the (unwrapped) model; it is moved to ``cfg.train.device``.
+        resume: continue from ``<output_dir>/last_checkpoint`` (model, optimizer, scheduler,
+            iteration) if it exists; otherwise start at iteration 0 from ``cfg.train.init_checkpoint``.
+    """
+    from rcnnzoo.config import instantiate
+
+    model.to(resolve_device(cfg_get(cfg, "train.device", None))).train()
+    max_iter = int(cfg_get(cfg, "train.max_iter"))
+    optimizer = build_optimizer(cfg, model)
+    trainer = _build_trainer(cfg, model, optimizer)
+    scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
+    scaler = getattr(trainer, "grad_scaler", None)  # fp16 AMP: its scale is part of the state
+    extra = {"grad_scaler": scaler} if scaler is not None else {}
+    checkpointer = Checkpointer(
+        model,
+        cfg_get(cfg, "train.output_dir"),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        save_to_disk=is_main_process(),
+        **extra,
+    )
+    trainer.register_hooks(_build_hooks(cfg, model, scheduler, checkpointer, max_iter))
+    # Decided before loading: an init_checkpoint from an earlier run also stores an iteration,
+    # which must not move the start of a fresh run.
+    resuming = resume and checkpointer.has_checkpoint()
+    report = checkpointer.resume_or_load(cfg_get(cfg, "train.init_checkpoint", ""), resume=resume)
+    start_iter = report.iteration + 1 if resuming and report.iteration is not None else 0
+    if start_iter >= max_iter:
+        logger.info(f"Nothing to train: resumed at iteration {start_iter} with train.max_iter={max_iter}")
+    trainer.train(start_iter, max_iter)
+
+
+def _build_evaluator(cfg: Any) -> Any:
+    """``instantiate(cfg.dataloader.evaluator)`` with ``output_dir`` defaulting to ``cfg.train.output_dir``.
+
+    Filled only where the evaluator takes an ``output_dir`` argument (PASCAL VOC's does not) and the
+    config leaves it unset or ``None``; the config itself is not modified.
+    """
+    from rcnnzoo.config import build_part, instantiate
+
+    evaluator_cfg = cfg.dataloader.evaluator
+    output_dir = cfg_get(cfg, "train.output_dir", None)
+    if "output_dir" not in evaluator_cfg:
+        return build_part(evaluator_cfg, output_dir=output_dir)  # passed only if the target accepts it
+    if evaluator_cfg.output_dir is None:
+        return instantiate(evaluator_cfg, output_dir=output_dir)
+    return instantiate(evaluator_cfg)
+
+
+def do_test(cfg: Any, model: nn.Module) -> dict[str, Any]:
+    """Evaluate ``model`` on ``cfg.dataloader.test`` with ``cfg.dataloader.evaluator``.
+
+    The model is used where it is (it is not moved). ``inference_on_dataset`` runs it in eval mode
+    without autograd, restores its mode and logs the results table. The evaluator's ``output_dir``
+    defaults to ``cfg.train.output_dir``.
+
+    Returns:
+        The evaluator's results, nested like ``{"bbox": {"AP": 0.501, ...}}`` (``{}`` on non-main ranks).
+    """
+    from rcnnzoo.config import instantiate
+    from rcnnzoo.evaluation import inference_on_dataset
+
+    data_loader = instantiate(cfg.dataloader.test)
+    return inference_on_dataset(model, data_loader, _build_evaluator(cfg)) or {}

@@ -17,7 +17,8 @@ Differences from fvcore's ``Checkpointer`` (which this builds on):
 
 A checkpoint is a dict with ``"model"`` (a plain state dict, no ``module.`` prefix),
 one entry per registered checkpointable (``"optimizer"``, ``"scheduler"``, ...) and the extra
-data passed to :meth:`Checkpointer.save` (the trainer passes ``iteration``).
+data passed to :meth:`Checkpointer.save` (the trainer passes ``iteration``). For an exact resume
+the trainer also registers ``"rng"`` and ``"data_loader"`` (see :mod:`.training_state`).
 """
 
 from __future__ import annotations
@@ -187,25 +188,54 @@ class Checkpointer(_FvcoreCheckpointer):
 
     # ----------------------------------------------------------------------------------- save
 
-    def save(self, name: str, **extra: Any) -> None:
+    def save(
+        self,
+        name: str,
+        *,
+        checkpointables: list[str] | None = None,
+        tag_last: bool = True,
+        **extra: Any,
+    ) -> None:
         """Write ``<save_dir>/<name>.pth`` atomically and point ``last_checkpoint`` at it.
+
+        A checkpointable with ``is_collective = True`` (e.g. :class:`PerRankState`) gathers its state
+        from every process; with one among those saved, call ``save`` on every rank together (only
+        the rank with ``save_to_disk`` writes).
 
         Args:
             name: file name without ``.pth``, e.g. ``"model_0004999"`` or ``"model_final"``.
-            extra: further picklable data (plain types), e.g. ``iteration=4999``.
+            checkpointables: names of the registered objects to include; ``None`` includes all,
+                ``[]`` only the model.
+            tag_last: update ``last_checkpoint`` (``False`` for files that are no resume point,
+                such as ``model_best``).
+            extra: further data (tensors and plain types), e.g. ``iteration=4999``.
         """
-        if not self.save_dir or not self.save_to_disk:
+        if not self.save_dir:
             return
-        data: dict[str, Any] = {"model": _strip_prefix(self.model.state_dict(), "module.")}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
+        names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
+        unknown = [n for n in names if n not in self.checkpointables]
+        if unknown:
+            raise KeyError(f"Unknown checkpointables {unknown}; registered: {sorted(self.checkpointables)}")
+        # Collective states first, on every rank, so that ranks that do not write still take part.
+        data: dict[str, Any] = {
+            n: self.checkpointables[n].state_dict()
+            for n in names
+            if getattr(self.checkpointables[n], "is_collective", False)
+        }
+        if not self.save_to_disk:
+            return
+        data["model"] = _strip_prefix(self.model.state_dict(), "module.")
+        for key in names:
+            if key not in data:
+                data[key] = self.checkpointables[key].state_dict()
         data.update(extra)
         os.makedirs(self.save_dir, exist_ok=True)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
         atomic_write(save_file, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
+        if tag_last:
+            self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         """Atomically point ``<save_dir>/last_checkpoint`` at ``last_filename_basename``."""

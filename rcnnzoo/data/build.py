@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
-from rcnnzoo.utils.comm import get_rank, get_world_size
+from rcnnzoo.utils.comm import get_rank, get_world_size, shared_random_seed
 
 from .catalog import DatasetCatalog, MetadataCatalog
 from .samplers import InferenceSampler, TrainingSampler
@@ -154,49 +155,85 @@ class _MapDataset(Dataset):
         return self.mapper(self.dataset[i])
 
 
-class _SampledMapDataset(IterableDataset):
-    """Mapped items in the order of ``sampler``; loader workers split the sampler's stream.
+def _sampler_indices(sampler: Sampler, start: int) -> Iterator[int]:
+    """The sampler's stream from position ``start`` on; samplers with ``indices(start)`` skip cheaply."""
+    if hasattr(sampler, "indices"):
+        return iter(sampler.indices(start))
+    return itertools.islice(iter(sampler), start, None)
 
-    Worker ``k`` of ``n`` takes every ``n``-th index starting at ``k``. Items the mapper returns as
-    ``None`` (a mapper's way to skip an image) are skipped.
+
+def _derived_seed(*entropy: int) -> int:
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
+
+
+def _seed_globals(seed: int) -> None:
+    """Seed the global RNGs augmentations draw from: ``random``, ``np.random`` and torch's CPU generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that would reseed CUDA too
+
+
+@contextlib.contextmanager
+def _global_rng_preserved() -> Iterator[None]:
+    """Restore the states of ``random``, ``np.random`` and torch's CPU generator on exit."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+class _SampledMapDataset(IterableDataset):
+    """``(position, mapped item)`` along the sampler's stream, starting at position ``start``.
+
+    ``position`` counts this rank's stream (0, 1, 2, ...). Each item is mapped with the global RNGs
+    seeded from ``(seed, rank, position)``, so its augmentation depends on nothing else: not on the
+    number of loader workers, on what was loaded before, or on whether training was resumed. (In the
+    main process, :class:`_Batches` restores the training's RNG states around the loading.)
+
+    Worker ``k`` of ``n`` maps every ``n``-th position starting at ``start + k``; the DataLoader
+    collects the workers round-robin, so positions arrive in order. To keep that order, an item is
+    never left out: ``(position, None)`` stands for an item the mapper dropped (returned ``None``)
+    and for a position below ``skip_below`` that is not in ``remap`` (consumed before a resume).
     """
 
-    def __init__(self, dataset: Sequence, mapper: Mapper, sampler: Sampler, seed: int | None):
-        self.dataset, self.mapper, self.sampler, self.seed = dataset, mapper, sampler, seed
+    def __init__(self, dataset: Sequence, mapper: Mapper, sampler: Sampler, seed: int, rank: int):
+        self.dataset, self.mapper, self.sampler, self.seed, self.rank = dataset, mapper, sampler, seed, rank
+        self.start = 0
+        self.skip_below = 0
+        self.remap: frozenset[int] = frozenset()
 
-    def __iter__(self) -> Iterator[Any]:
-        indices: Iterable[int] = iter(self.sampler)
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        stream: Iterable[tuple[int, int]] = zip(
+            itertools.count(self.start), _sampler_indices(self.sampler, self.start)
+        )
         worker = get_worker_info()
         if worker is not None:
-            indices = itertools.islice(indices, worker.id, None, worker.num_workers)
-        elif self.seed is not None:
-            # Loading in the main process: seed the global numpy RNG the augmentations draw from,
-            # as a worker would be seeded, so that a given seed reproduces the same batches.
-            # torch's RNG is left alone: the model's initialization and dropout use it.
-            np.random.seed(_worker_seed(self.seed, get_rank(), 0) % 2**32)
-        for i in indices:
-            item = self.mapper(self.dataset[i])
-            if item is not None:
-                yield item
+            stream = itertools.islice(stream, worker.id, None, worker.num_workers)
+        for position, index in stream:
+            if position < self.skip_below and position not in self.remap:
+                yield position, None
+                continue
+            _seed_globals(_derived_seed(self.seed, self.rank, position, 1))
+            yield position, self.mapper(self.dataset[index])
 
 
 def _worker_seed(seed: int, rank: int, worker_id: int) -> int:
-    return int(np.random.SeedSequence([seed, rank, worker_id]).generate_state(1)[0])
+    return _derived_seed(seed, rank, worker_id)
 
 
-def _seed_all(seed: int) -> None:
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-    torch.manual_seed(seed)
+def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
+    """worker_init_fn: seed numpy, random and torch in each worker, differently per worker and rank.
 
-
-def _seed_worker(worker_id: int, seed: int | None, rank: int) -> None:
-    """worker_init_fn: seed numpy, random and torch in each worker, differently per worker and rank."""
-    if seed is None:
-        # torch gives each worker base_seed + worker_id, base_seed drawn from the main process's RNG.
-        _seed_all(torch.initial_seed() % 2**31)
-    else:
-        _seed_all(_worker_seed(seed, rank, worker_id))
+    Items are reseeded one by one (see :class:`_SampledMapDataset`); this covers any other
+    randomness in the worker.
+    """
+    s = _worker_seed(seed, rank, worker_id)
+    np.random.seed(s % 2**32)
+    random.seed(s)
+    torch.manual_seed(s)
 
 
 def _image_is_wide(item: dict) -> bool:
@@ -210,25 +247,103 @@ def _image_is_wide(item: dict) -> bool:
 
 
 class _Batches:
-    """Infinite iterable of ``list[dict]`` batches from a loader of single items.
+    """Infinite iterable of ``list[dict]`` batches from a loader of single items; resumable.
 
     With ``aspect_ratio_grouping``, wide (w > h) and tall (w <= h) images wait in separate
     buckets, so a batch pads little when the model stacks it.
+
+    Loading in this process (``num_workers=0``) reseeds the global RNGs item by item; their states
+    are saved before and restored after assembling each batch, so the training's own random stream
+    (dropout, RoI sampling) is the same as with loader workers.
+
+    :meth:`state_dict` describes what the batches yielded so far consumed: the next stream
+    position, the positions still waiting in a bucket, the seeds. After :meth:`load_state_dict`,
+    the next ``iter()`` continues exactly where the saved one stopped (the waiting items are mapped
+    again, to the same result), so a resumed training sees the batches of an uninterrupted one.
     """
 
-    def __init__(self, loader: DataLoader, batch_size: int, aspect_ratio_grouping: bool):
+    def __init__(
+        self,
+        loader: DataLoader,
+        dataset: _SampledMapDataset,
+        batch_size: int,
+        aspect_ratio_grouping: bool,
+        world_size: int,
+    ):
         self.loader = loader
+        self.dataset = dataset
         self.batch_size = batch_size
         self.aspect_ratio_grouping = aspect_ratio_grouping
+        self.world_size = world_size
+        self._position = 0  # next stream position not yet taken from the loader
+        self._pending: list[int] = []  # positions waiting in the buckets of the next iter()
+        self._buckets: dict[bool, list[tuple[int, Any]]] | None = None  # those of the live iterator
 
     def __iter__(self) -> Iterator[list[dict]]:
-        buckets: dict[bool, list] = {True: [], False: []}
-        for item in self.loader:
-            bucket = buckets[_image_is_wide(item) if self.aspect_ratio_grouping else True]
-            bucket.append(item)
+        start, pending = self._position, sorted(self._pending)
+        self.dataset.start = pending[0] if pending else start
+        self.dataset.skip_below = start
+        self.dataset.remap = frozenset(pending)
+        self._buckets = {True: [], False: []}
+        in_this_process = self.loader.num_workers == 0
+        items = iter(self.loader)
+        while True:
+            with _global_rng_preserved() if in_this_process else contextlib.nullcontext():
+                batch = self._next_batch(items)
+            if batch is None:
+                return  # a finite custom sampler ran out
+            yield batch
+
+    def _next_batch(self, items: Iterator[tuple[int, Any]]) -> list[dict] | None:
+        assert self._buckets is not None
+        for position, item in items:
+            self._position = max(self._position, position + 1)
+            if item is None:
+                continue
+            bucket = self._buckets[_image_is_wide(item) if self.aspect_ratio_grouping else True]
+            bucket.append((position, item))
             if len(bucket) == self.batch_size:
-                yield bucket[:]
-                bucket.clear()
+                batch = [it for _, it in bucket]
+                bucket.clear()  # before yielding: while the consumer holds the batch, it is consumed
+                return batch
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain ints and lists (safe for ``torch.load(weights_only=True)``)."""
+        if self._buckets is not None:
+            pending = sorted(p for bucket in self._buckets.values() for p, _ in bucket)
+        else:
+            pending = sorted(self._pending)
+        sampler = self.dataset.sampler
+        return {
+            "position": self._position,
+            "pending": pending,
+            "seed": self.dataset.seed,
+            "world_size": self.world_size,
+            "sampler": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` at the next ``iter()``.
+
+        A state saved with another number of processes continues at the same share of the
+        (shared) stream, without the waiting items: the order then differs from an uninterrupted run.
+        """
+        if self._buckets is not None:
+            logger.warning("Loading a data loader state while iterating it: it applies to the next iter()")
+        self.dataset.seed = int(state["seed"])
+        sampler = self.dataset.sampler
+        if state.get("sampler") is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(state["sampler"])
+        position, pending = int(state["position"]), [int(p) for p in state["pending"]]
+        saved_world = int(state.get("world_size", self.world_size))
+        if saved_world != self.world_size:
+            logger.warning(
+                f"The data loader state was saved with {saved_world} processes, now {self.world_size}: "
+                "resuming at the same point of the data, but not in the exact order."
+            )
+            position, pending = position * saved_world // self.world_size, []
+        self._position, self._pending, self._buckets = position, pending, None
 
 
 def build_detection_train_loader(
@@ -241,7 +356,7 @@ def build_detection_train_loader(
     sampler: Sampler | None = None,
     seed: int | None = None,
 ) -> Iterable[list[dict]]:
-    """An infinite iterable of training batches.
+    """An infinite, resumable iterable of training batches.
 
     Args:
         dataset: dataset name(s) (loaded with ``filter_empty=True``), a list of dataset dicts,
@@ -252,11 +367,15 @@ def build_detection_train_loader(
         num_workers: loader worker processes (0: load in this process).
         aspect_ratio_grouping: batch only images of the same orientation (w > h vs w <= h).
         sampler: index stream; default :class:`TrainingSampler` (shuffled, infinite, sharded by rank).
-        seed: makes shuffling and augmentation reproducible (workers get seeds derived from
-            ``(seed, rank, worker_id)``); ``None`` draws them at random.
+            A sampler with ``indices(start)`` resumes without replaying the stream.
+        seed: makes shuffling and augmentation reproducible: the augmentation of the ``p``-th item of
+            a rank is seeded from ``(seed, rank, p)``, whatever ``num_workers``. ``None`` draws one
+            seed on rank 0 and shares it.
 
     Returns:
-        iterable yielding ``list[dict]`` of length ``total_batch_size // world_size``, forever.
+        iterable yielding ``list[dict]`` of length ``total_batch_size // world_size``, forever. It has
+        ``state_dict()``/``load_state_dict()`` (position in the stream, seeds), which the trainer
+        saves in checkpoints for an exact ``--resume``.
     """
     world_size = get_world_size()
     if total_batch_size <= 0 or total_batch_size % world_size != 0:
@@ -264,16 +383,21 @@ def build_detection_train_loader(
             f"total_batch_size={total_batch_size} must be a positive multiple of world size {world_size}"
         )
     data = _as_dataset(dataset, filter_empty=True)
+    seed = int(seed) if seed is not None else shared_random_seed()
     if sampler is None:
         sampler = TrainingSampler(len(data), seed=seed)
+    mapped = _SampledMapDataset(data, mapper or _identity, sampler, seed, get_rank())
     loader = DataLoader(
-        _SampledMapDataset(data, mapper or _identity, sampler, seed),
+        mapped,
         batch_size=None,  # single items; _Batches groups them in this process
         num_workers=num_workers,
         collate_fn=_identity,
         worker_init_fn=functools.partial(_seed_worker, seed=seed, rank=get_rank()),
+        # Its own generator: starting an iterator draws a base seed, which must not come from (and
+        # advance) the global torch RNG that the model's training randomness uses.
+        generator=torch.Generator().manual_seed(seed),
     )
-    return _Batches(loader, total_batch_size // world_size, aspect_ratio_grouping)
+    return _Batches(loader, mapped, total_batch_size // world_size, aspect_ratio_grouping, world_size)
 
 
 def build_detection_test_loader(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 
 import torch
@@ -12,6 +13,8 @@ from rcnnzoo.utils.comm import get_rank, get_world_size, shared_random_seed
 
 __all__ = ["TrainingSampler", "InferenceSampler"]
 
+logger = logging.getLogger(__name__)
+
 
 class TrainingSampler(Sampler[int]):
     """An infinite stream of indices in ``[0, size)``, reshuffled every epoch.
@@ -19,6 +22,10 @@ class TrainingSampler(Sampler[int]):
     Every rank draws the same permutations (same seed) and keeps every ``world_size``-th index
     starting at its rank, so together the ranks read each epoch once, without overlap. Training
     is measured in iterations, not epochs, so the stream never ends.
+
+    The stream is a pure function of ``(seed, size, shuffle, rank, world_size)``; :meth:`indices`
+    starts it at any position (for resuming) and :meth:`state_dict` holds the seed, which is all a
+    checkpoint needs besides the position.
 
     Args:
         size: number of items in the dataset.
@@ -36,17 +43,49 @@ class TrainingSampler(Sampler[int]):
         self._rank = get_rank()
         self._world_size = get_world_size()
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self._infinite_indices(), self._rank, None, self._world_size)
+    @property
+    def seed(self) -> int:
+        """The shuffling seed (drawn at construction when none was given)."""
+        return self._seed
 
-    def _infinite_indices(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[int]:
+        return self.indices(0)
+
+    def indices(self, start: int = 0) -> Iterator[int]:
+        """This rank's stream from its ``start``-th index on (``start`` counts this rank's indices only).
+
+        Whole epochs before ``start`` are skipped without listing their indices, so starting late in
+        a long training costs one ``randperm`` per skipped epoch.
+        """
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        first = self._rank + start * self._world_size  # position in the stream shared by all ranks
+        return itertools.islice(self._infinite_indices(first), 0, None, self._world_size)
+
+    def _infinite_indices(self, first: int = 0) -> Iterator[int]:
         g = torch.Generator()
         g.manual_seed(self._seed)
+        epoch, offset = divmod(first, self._size)
+        if self._shuffle:
+            for _ in range(epoch):  # advance the generator exactly as the skipped epochs did
+                torch.randperm(self._size, generator=g)
         while True:
-            if self._shuffle:
-                yield from torch.randperm(self._size, generator=g).tolist()
-            else:
-                yield from range(self._size)
+            order = torch.randperm(self._size, generator=g).tolist() if self._shuffle else range(self._size)
+            yield from itertools.islice(order, offset, None)
+            offset = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """The seed (plain ints): the stream is rebuilt from it."""
+        return {"seed": self._seed, "size": self._size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Use the seed of a saved sampler, so a resumed run continues the same stream."""
+        if int(state["size"]) != self._size:
+            logger.warning(
+                f"TrainingSampler: the checkpoint's dataset had {state['size']} items, this one has "
+                f"{self._size}; the data order after resuming differs from an uninterrupted run."
+            )
+        self._seed = int(state["seed"])
 
 
 class InferenceSampler(Sampler[int]):

@@ -4,17 +4,33 @@
 script calls; everything they build is public here for scripts that assemble their own loop.
 """
 
-from .default_train import build_optimizer, create_ddp_model, default_writers, do_test, do_train
+from .default_train import (
+    build_optimizer,
+    create_ddp_model,
+    default_writers,
+    do_test,
+    do_train,
+    has_test_data,
+)
 from .defaults import (
     DefaultPredictor,
     cfg_get,
     collect_env_info,
     default_argument_parser,
     default_setup,
+    resolve_device,
     seed_all_rng,
 )
-from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
-from .launch import launch
+from .draw import draw_predictions
+from .hooks import (
+    BestCheckpointer,
+    EvalHook,
+    IterationTimer,
+    LRScheduler,
+    PeriodicCheckpointer,
+    PeriodicWriter,
+)
+from .launch import launch, launched_by_torchrun
 from .train_loop import AMPTrainer, HookBase, Priority, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -29,6 +45,7 @@ __all__ = [
     "LRScheduler",
     "PeriodicCheckpointer",
     "EvalHook",
+    "BestCheckpointer",
     "PeriodicWriter",
     # scripts
     "default_argument_parser",
@@ -36,11 +53,15 @@ __all__ = [
     "seed_all_rng",
     "collect_env_info",
     "cfg_get",
+    "resolve_device",
     "DefaultPredictor",
     "do_train",
     "do_test",
+    "has_test_data",
+    "draw_predictions",
     "build_optimizer",
     "create_ddp_model",
     "default_writers",
     "launch",
+    "launched_by_torchrun",
 ]

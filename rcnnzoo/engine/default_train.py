@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rcnnzoo.checkpoint import Checkpointer
-from rcnnzoo.solver import LRMultiplier
+from rcnnzoo.checkpoint import Checkpointer, PerRankState, RNGState
+from rcnnzoo.solver import LRMultiplier, grad_clipper_from_config
 from rcnnzoo.utils.comm import get_world_size, is_main_process
 from rcnnzoo.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardWriter
 
@@ -31,7 +31,7 @@ from . import hooks
 from .defaults import cfg_get, resolve_device
 from .train_loop import AMPTrainer, HookBase, SimpleTrainer
 
-__all__ = ["do_train", "do_test", "build_optimizer", "default_writers", "create_ddp_model"]
+__all__ = ["do_train", "do_test", "has_test_data", "build_optimizer", "default_writers", "create_ddp_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,60 @@ def _build_trainer(cfg: Any, model: nn.Module, optimizer: torch.optim.Optimizer)
 
     data_loader = instantiate(cfg.dataloader.train)
     ddp_model = create_ddp_model(model)
+    clipper = grad_clipper_from_config(cfg_get(cfg, "train.clip_grad", None))
     if cfg_get(cfg, "train.amp.enabled", False):
         dtype = cfg_get(cfg, "train.amp.dtype", "float16")
-        return AMPTrainer(ddp_model, data_loader, optimizer, precision=dtype)
-    return SimpleTrainer(ddp_model, data_loader, optimizer)
+        return AMPTrainer(ddp_model, data_loader, optimizer, precision=dtype, grad_clipper=clipper)
+    return SimpleTrainer(ddp_model, data_loader, optimizer, grad_clipper=clipper)
+
+
+def _build_checkpointer(
+    cfg: Any, model: nn.Module, trainer: SimpleTrainer, scheduler: LRMultiplier
+) -> Checkpointer:
+    """Model, optimizer, scheduler, GradScaler (fp16) and, per process, the RNG and the data position."""
+    extra: dict[str, Any] = {"rng": PerRankState(RNGState())}
+    scaler = getattr(trainer, "grad_scaler", None)  # fp16 AMP: its scale is part of the state
+    if scaler is not None:
+        extra["grad_scaler"] = scaler
+    loader = trainer.data_loader
+    if hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict"):
+        extra["data_loader"] = PerRankState(loader)
+    else:
+        logger.info(
+            f"The training loader ({type(loader).__name__}) has no state_dict(): --resume restarts its "
+            "stream; build it with build_detection_train_loader for an exact resume."
+        )
+    return Checkpointer(
+        model,
+        cfg_get(cfg, "train.output_dir"),
+        optimizer=trainer.optimizer,
+        scheduler=scheduler,
+        save_to_disk=is_main_process(),
+        **extra,
+    )
+
+
+def _best_checkpointer(cfg: Any, checkpointer: Checkpointer) -> hooks.BestCheckpointer | None:
+    """``train.best_checkpoint = dict(metric="bbox/AP", mode="max")`` -> the hook (main process only)."""
+    best = cfg_get(cfg, "train.best_checkpoint", None)
+    if not best or not best.get("metric"):
+        return None
+    if not has_test_data(cfg):
+        logger.warning("train.best_checkpoint is set but the config has no test data; no best model is kept")
+        return None
+    if not is_main_process():
+        return None
+    hook = hooks.BestCheckpointer(checkpointer, best["metric"], best.get("mode", "max"))
+    checkpointer.checkpointables["best_checkpointer"] = hook  # the best value survives a resume
+    return hook
+
+
+def has_test_data(cfg: Any) -> bool:
+    """Whether ``cfg`` has both ``dataloader.test`` and ``dataloader.evaluator`` to evaluate with."""
+    return (
+        cfg_get(cfg, "dataloader.test", None) is not None
+        and cfg_get(cfg, "dataloader.evaluator", None) is not None
+    )
 
 
 def _build_hooks(
@@ -86,16 +136,18 @@ def _build_hooks(
     return [
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler),
+        # On every rank: saving gathers each rank's RNG and data position; only rank 0 writes.
         hooks.PeriodicCheckpointer(
             checkpointer,
             cfg_get(cfg, "train.checkpointer.period", 5000),
             max_iter,
             max_to_keep=cfg_get(cfg, "train.checkpointer.max_to_keep", None),
-        )
-        if main
-        else None,
+        ),
         # Every rank evaluates (inference is distributed); only rank 0 gets results to record.
-        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), lambda: do_test(cfg, model)),
+        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), lambda: do_test(cfg, model))
+        if has_test_data(cfg)
+        else None,
+        _best_checkpointer(cfg, checkpointer),
         hooks.PeriodicWriter(
             default_writers(output_dir, max_iter), period=cfg_get(cfg, "train.log_period", 20)
         )
@@ -104,15 +156,24 @@ def _build_hooks(
     ]
 
 
-def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> None:
+def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict[str, Any]:
     """Train ``model`` as ``cfg`` says, checkpointing and evaluating on the way.
 
     Args:
         cfg: lazy config with ``optimizer``, ``lr_multiplier``, ``dataloader.train`` (and
             ``dataloader.test``/``evaluator`` when ``train.eval_period`` > 0 or at the end) and ``train``.
         model: the (unwrapped) model; it is moved to ``cfg.train.device``.
-        resume: continue from ``<output_dir>/last_checkpoint`` (model, optimizer, scheduler,
-            iteration) if it exists; otherwise start at iteration 0 from ``cfg.train.init_checkpoint``.
+        resume: continue from ``<output_dir>/last_checkpoint`` if it exists (model, optimizer,
+            scheduler, GradScaler, iteration, and each process's RNG states and data loader position,
+            so that the run continues exactly as an uninterrupted one would); otherwise start at
+            iteration 0 from ``cfg.train.init_checkpoint``.
+
+    Optional ``train`` keys (absent: off): ``clip_grad = dict(type="norm" | "value", value=...,
+    norm_type=2.0)``, ``best_checkpoint = dict(metric="bbox/AP", mode="max" | "min")``.
+
+    Returns:
+        The results of the last evaluation (the one after the last iteration), nested like
+        ``{"bbox": {"AP": 0.501, ...}}``; ``{}`` on non-main ranks or when nothing was trained.
     """
     from rcnnzoo.config import instantiate
 
@@ -121,25 +182,23 @@ def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> None:
     optimizer = build_optimizer(cfg, model)
     trainer = _build_trainer(cfg, model, optimizer)
     scheduler = LRMultiplier(optimizer, instantiate(cfg.lr_multiplier), max_iter)
-    scaler = getattr(trainer, "grad_scaler", None)  # fp16 AMP: its scale is part of the state
-    extra = {"grad_scaler": scaler} if scaler is not None else {}
-    checkpointer = Checkpointer(
-        model,
-        cfg_get(cfg, "train.output_dir"),
-        optimizer=optimizer,
-        scheduler=scheduler,
-        save_to_disk=is_main_process(),
-        **extra,
-    )
-    trainer.register_hooks(_build_hooks(cfg, model, scheduler, checkpointer, max_iter))
+    checkpointer = _build_checkpointer(cfg, model, trainer, scheduler)
+    train_hooks = _build_hooks(cfg, model, scheduler, checkpointer, max_iter)
+    trainer.register_hooks(train_hooks)
     # Decided before loading: an init_checkpoint from an earlier run also stores an iteration,
     # which must not move the start of a fresh run.
     resuming = resume and checkpointer.has_checkpoint()
     report = checkpointer.resume_or_load(cfg_get(cfg, "train.init_checkpoint", ""), resume=resume)
     start_iter = report.iteration + 1 if resuming and report.iteration is not None else 0
+    not_restored = [k for k in ("rng", "data_loader") if k in checkpointer.checkpointables]
+    not_restored = [k for k in not_restored if k not in report.loaded_checkpointables]
+    if resuming and not_restored:
+        logger.warning(f"{report.path} has no {not_restored} state: the resumed run will not repeat exactly")
     if start_iter >= max_iter:
         logger.info(f"Nothing to train: resumed at iteration {start_iter} with train.max_iter={max_iter}")
     trainer.train(start_iter, max_iter)
+    eval_hooks = [h for h in train_hooks if isinstance(h, hooks.EvalHook)]
+    return dict(eval_hooks[0].last_results) if eval_hooks else {}
 
 
 def _build_evaluator(cfg: Any) -> Any:

@@ -2,7 +2,8 @@
 
 These read a lazy config with detectron2's layout: ``model``, ``dataloader.train/test/evaluator``,
 ``optimizer``, ``lr_multiplier`` and ``train`` (``output_dir``, ``max_iter``, ``init_checkpoint``,
-``checkpointer.period``, ``eval_period``, ``log_period``, ``device``, ``amp.enabled``, ``seed``).
+``checkpointer.period``, ``eval_period``, ``log_period``, ``device``, ``amp.enabled``, ``seed``, and
+optionally ``clip_grad`` and ``best_checkpoint``; see ``docs/training.md``).
 """
 
 from __future__ import annotations

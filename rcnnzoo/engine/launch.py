@@ -1,8 +1,18 @@
-"""Start one process per device and join them into a torch.distributed group."""
+"""Start one process per device and join them into a torch.distributed group.
+
+Two ways to run on several devices or machines:
+
+* :func:`launch` spawns the processes itself (``tools/train_net.py --num-gpus 8``; on several
+  machines, run it on each with ``--num-machines``, ``--machine-rank`` and a shared ``--dist-url``);
+* ``torchrun`` spawns them and sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT``;
+  :func:`launch` then runs ``main_func`` once in this process after joining the group from those
+  variables (``init_method="env://"``).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,7 +24,9 @@ import torch.multiprocessing as mp
 
 from rcnnzoo.utils.comm import synchronize
 
-__all__ = ["launch", "find_free_port"]
+__all__ = ["launch", "launched_by_torchrun", "find_free_port"]
+
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +36,12 @@ def find_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def launched_by_torchrun() -> bool:
+    """Whether a launcher such as ``torchrun`` started this process (it set ``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``)."""
+    return all(v in os.environ for v in _TORCHRUN_VARS)
 
 
 def _resolve_dist_url(dist_url: str | None, num_machines: int) -> str:
@@ -42,12 +60,16 @@ def launch(
     dist_url: str | None = None,
     args: tuple[Any, ...] = (),
     timeout: timedelta = timedelta(minutes=30),
-) -> None:
+) -> Any:
     """Run ``main_func(*args)`` in ``num_gpus_per_machine`` processes on each of ``num_machines`` machines.
 
     With a world size of 1 it simply calls ``main_func(*args)``. Otherwise it spawns one process per
     local device; each joins the default process group (NCCL with CUDA, Gloo on CPU, where
     "gpus" means processes) and owns ``cuda:<local_rank>``.
+
+    Started by ``torchrun`` (see :func:`launched_by_torchrun`), it spawns nothing: this process joins
+    the group torchrun describes and runs ``main_func`` once; the process counts given here are
+    ignored (torchrun's ``--nproc-per-node``/``--nnodes`` decide).
 
     Args:
         main_func: a module-level function (it is pickled into the child processes).
@@ -58,11 +80,20 @@ def launch(
             port (single machine only).
         args: positional arguments of ``main_func``.
         timeout: how long collective operations wait before failing.
+
+    Returns:
+        What ``main_func`` returned when it ran in this process (one process, or torchrun), else None.
     """
     world_size = num_machines * num_gpus_per_machine
+    if launched_by_torchrun() and not dist.is_initialized():
+        if world_size > 1:
+            logger.warning(
+                f"Started by torchrun: ignoring num_gpus_per_machine={num_gpus_per_machine} and "
+                f"num_machines={num_machines}; WORLD_SIZE={os.environ['WORLD_SIZE']} from torchrun applies"
+            )
+        return _torchrun_worker(main_func, args, timeout)
     if world_size <= 1:
-        main_func(*args)
-        return
+        return main_func(*args)
     if not 0 <= machine_rank < num_machines:
         raise ValueError(f"machine_rank must be in [0, {num_machines}), got {machine_rank}")
     url = _resolve_dist_url(dist_url, num_machines)
@@ -73,6 +104,26 @@ def launch(
         daemon=False,
         start_method="spawn",
     )
+    return None
+
+
+def _init_process_group(local_rank: int, init_method: str, timeout: timedelta, **kwargs: Any) -> None:
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        # Before init_process_group, so NCCL binds this process to its own device.
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(
+        backend="nccl" if use_cuda else "gloo", init_method=init_method, timeout=timeout, **kwargs
+    )
+
+
+def _torchrun_worker(main_func: Callable[..., Any], args: tuple[Any, ...], timeout: timedelta) -> Any:
+    _init_process_group(int(os.environ["LOCAL_RANK"]), "env://", timeout)
+    try:
+        synchronize()
+        return main_func(*args)
+    finally:
+        dist.destroy_process_group()
 
 
 def _distributed_worker(
@@ -85,22 +136,12 @@ def _distributed_worker(
     args: tuple[Any, ...],
     timeout: timedelta,
 ) -> None:
-    use_cuda = torch.cuda.is_available()
-    if use_cuda:
-        if num_gpus_per_machine > torch.cuda.device_count():
-            raise RuntimeError(
-                f"Asked for {num_gpus_per_machine} GPUs per machine but {torch.cuda.device_count()} are visible"
-            )
-        # Before init_process_group, so NCCL binds this process to its own device.
-        torch.cuda.set_device(local_rank)
+    if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
+        raise RuntimeError(
+            f"Asked for {num_gpus_per_machine} GPUs per machine but {torch.cuda.device_count()} are visible"
+        )
     global_rank = machine_rank * num_gpus_per_machine + local_rank
-    dist.init_process_group(
-        backend="nccl" if use_cuda else "gloo",
-        init_method=dist_url,
-        world_size=world_size,
-        rank=global_rank,
-        timeout=timeout,
-    )
+    _init_process_group(local_rank, dist_url, timeout, world_size=world_size, rank=global_rank)
     try:
         synchronize()
         main_func(*args)

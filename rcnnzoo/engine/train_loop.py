@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from rcnnzoo.solver.grad_clip import GradClipper
 from rcnnzoo.utils.comm import get_world_size
 from rcnnzoo.utils.events import EventStorage
 
@@ -179,19 +180,27 @@ class SimpleTrainer(TrainerBase):
     """
 
     def __init__(
-        self, model: nn.Module, data_loader: Iterable[Any], optimizer: torch.optim.Optimizer
+        self,
+        model: nn.Module,
+        data_loader: Iterable[Any],
+        optimizer: torch.optim.Optimizer,
+        *,
+        grad_clipper: GradClipper | None = None,
     ) -> None:
         """
         Args:
             model: returns a dict of scalar losses for ``model(batch)`` in training mode.
             data_loader: an (infinite) iterable of batches, e.g. ``list[dict]``.
             optimizer: steps the model's parameters.
+            grad_clipper: called with the optimizer's parameters between backward and step
+                (:func:`rcnnzoo.solver.build_grad_clipper`); a returned norm is recorded as ``grad_norm``.
         """
         super().__init__()
         model.train()
         self.model = model
         self.data_loader = data_loader
         self.optimizer = optimizer
+        self.grad_clipper = grad_clipper
         self._data_loader_iter_obj: Iterator[Any] | None = None
 
     @property
@@ -244,10 +253,20 @@ class SimpleTrainer(TrainerBase):
         self.storage.put_scalar("data_time", data_time)
 
     def backward_and_step(self, total_loss: torch.Tensor) -> None:
-        """Compute gradients of ``total_loss`` and update the parameters."""
+        """Compute gradients of ``total_loss``, clip them if asked, and update the parameters."""
         self.optimizer.zero_grad(set_to_none=True)
         total_loss.backward()
+        self.clip_gradients()
         self.optimizer.step()
+
+    def clip_gradients(self) -> None:
+        """Apply ``grad_clipper`` (if any) to the (unscaled) gradients of the optimizer's parameters."""
+        if self.grad_clipper is None:
+            return
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norm = self.grad_clipper(params)
+        if norm is not None:
+            self.storage.put_scalar("grad_norm", float(norm))
 
 
 # Short and torch spellings; configs write ``train.amp.dtype="bfloat16"``.
@@ -274,16 +293,17 @@ class AMPTrainer(SimpleTrainer):
         *,
         precision: str = "fp16",
         grad_scaler: torch.amp.GradScaler | None = None,
+        grad_clipper: GradClipper | None = None,
     ) -> None:
         """
         Args:
-            model, data_loader, optimizer: as for :class:`SimpleTrainer`.
+            model, data_loader, optimizer, grad_clipper: as for :class:`SimpleTrainer`.
             precision: ``"fp16"``/``"float16"`` or ``"bf16"``/``"bfloat16"``.
             grad_scaler: the scaler for fp16; by default a new one for the model's device type.
         """
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
-        super().__init__(model, data_loader, optimizer)
+        super().__init__(model, data_loader, optimizer, grad_clipper=grad_clipper)
         self.precision = precision
         first_param = next(model.parameters(), None)
         self.device_type = first_param.device.type if first_param is not None else "cpu"
@@ -302,5 +322,8 @@ class AMPTrainer(SimpleTrainer):
             return
         self.optimizer.zero_grad(set_to_none=True)
         self.grad_scaler.scale(total_loss).backward()
+        if self.grad_clipper is not None:
+            self.grad_scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            self.clip_gradients()
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()

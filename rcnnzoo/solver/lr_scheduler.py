@@ -15,6 +15,7 @@ and the trainer wraps it with :class:`LRMultiplier`, a torch LR scheduler steppe
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from fvcore.common.param_scheduler import ParamScheduler
 __all__ = ["WarmupParamScheduler", "LRMultiplier"]
 
 _WARMUP_METHODS = ("linear", "constant")
+_LAST_WHERE = math.nextafter(1.0, 0.0)
 
 
 class WarmupParamScheduler(ParamScheduler):
@@ -105,8 +107,10 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         super().__init__(optimizer, last_epoch=last_iter)
 
     def get_lr(self) -> list[float]:
-        # Past max_iter (e.g. training extended on resume) the schedule holds its final value.
-        where = min(self.last_epoch / self._max_iter, 1.0)
+        # Past max_iter (e.g. training extended on resume) the schedule holds its final value. Just
+        # below 1.0: some fvcore schedules (ConstantParamScheduler) reject where == 1.0, reached by
+        # the step after the last iteration.
+        where = min(self.last_epoch / self._max_iter, _LAST_WHERE)
         factor = self._multiplier(where)
         return [base_lr * factor for base_lr in self.base_lrs]
 

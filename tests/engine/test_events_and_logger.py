@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 
 import pytest
 from engine_toys import captured_log
@@ -140,6 +141,36 @@ def test_tensorboard_writer_writes_scalars(tmp_path) -> None:
     events.Reload()
     scalars = events.Scalars("total_loss")
     assert [(s.step, round(s.value, 4)) for s in scalars] == [(2, round(1 / 3, 4))]
+
+
+def test_training_run_writes_loss_scalars_tensorboard_can_read(tmp_path) -> None:
+    """The default writers of a real training loop, read back with TensorBoard's own reader."""
+    import torch
+    from engine_toys import ToyRegressor, toy_loader
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rcnnzoo.engine import IterationTimer, LRScheduler, PeriodicWriter, SimpleTrainer, default_writers
+    from rcnnzoo.solver import ConstantParamScheduler, LRMultiplier
+
+    torch.manual_seed(0)
+    model = ToyRegressor()
+    trainer = SimpleTrainer(model, toy_loader(), torch.optim.SGD(model.parameters(), lr=0.05))
+    scheduler = LRMultiplier(trainer.optimizer, ConstantParamScheduler(1.0), max_iter=6)
+    writers = default_writers(str(tmp_path), max_iter=6)
+    trainer.register_hooks([IterationTimer(), LRScheduler(scheduler), PeriodicWriter(writers, period=2)])
+    trainer.train(0, 6)
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"total_loss", "loss_mse", "loss_l1", "lr", "time", "data_time"} <= tags
+    steps = [e.step for e in events.Scalars("loss_mse")]
+    assert steps == [1, 3, 5]  # every period, once each
+    # TensorBoard holds the writer's smoothed value: the median of the storage's window
+    for event in events.Scalars("total_loss"):
+        history = [v for v, it in trainer.storage.history("total_loss").values() if it <= event.step]
+        assert event.value == pytest.approx(statistics.median(history), rel=1e-5)
+    assert events.Scalars("lr")[0].value == pytest.approx(0.05)
 
 
 @pytest.mark.usefixtures("restore_loggers")

@@ -230,6 +230,8 @@ def _set_dotted(cfg: DictConfig, dotted: str, value: Any, add: bool) -> None:
         return
     if last not in _settable_keys(node) and not add:
         _raise_missing(node, last, dotted)
+    if isinstance(value, list) and last in node.keys() and OmegaConf.get_type(node, last) is tuple:
+        value = tuple(value)  # `key=[1,2]` on a tuple-valued key keeps it a tuple
     node[last] = value
 
 

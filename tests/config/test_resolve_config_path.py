@@ -37,7 +37,8 @@ def test_existing_file_is_returned_as_is(tmp_path: Path):
         "configs/COCO-Detection/faster_rcnn_R_50_FPN_1x.py",
     ],
 )
-def test_name_inside_the_configs_directory(root: Path, name: str):
+def test_name_inside_the_configs_directory(root: Path, name: str, monkeypatch):
+    monkeypatch.chdir(root.parent)  # not the repository root, where configs/... exists as a file
     assert resolve_config_path(name, root=root) == root / "COCO-Detection/faster_rcnn_R_50_FPN_1x.py"
 
 

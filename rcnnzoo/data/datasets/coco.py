@@ -136,6 +136,20 @@ def register_coco_instances(name: str, metadata: dict, json_file: PathLike, imag
         metadata: extra metadata (may be empty); ``thing_classes`` is filled from the json on load.
         json_file, image_root: as in :func:`load_coco_json`; also set in the metadata together with
             ``evaluator_type="coco"``.
+
+    Registering the same name again with the same files does nothing (config files that register
+    their data may be loaded several times); with other files it raises ``ValueError``.
     """
+    if name in DatasetCatalog:
+        # A config file that registers its dataset may be loaded more than once in a process;
+        # the same registration again is harmless, a different one under the same name is not.
+        meta = MetadataCatalog.get(name)
+        same = str(meta.get("json_file")) == str(json_file) and str(meta.get("image_root")) == str(image_root)
+        if same:
+            return
+        raise ValueError(
+            f"Dataset {name!r} is already registered with json_file={meta.get('json_file')!r}, "
+            f"image_root={meta.get('image_root')!r}; pick another name or DatasetCatalog.remove({name!r}) first"
+        )
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)

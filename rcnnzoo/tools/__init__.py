@@ -1,0 +1,1 @@
+"""The command-line tools, importable so they also run from an installed package (``rcnnzoo-train``)."""

@@ -1,0 +1,322 @@
+"""Measure training and inference speed of a config's model, optionally beside torchvision's.
+
+Examples::
+
+    python tools/benchmark.py --config-file Shapes/faster_rcnn_tiny_fpn.py --task all
+    python tools/benchmark.py --config-file COCO-Detection/faster_rcnn_R_50_FPN_1x.py \\
+        --torchvision fasterrcnn_resnet50_fpn --image-size 800 1216 --task inference --score-thresh 0
+
+How it stays honest:
+
+* both models see the same images (random pixels, fixed seed) and, for training, the same random
+  ground-truth boxes; images are already at the size under test, and torchvision's internal
+  resize is set to keep them as they are (so neither model resizes);
+* both get the same warm-up iterations before timing, and CUDA is synchronized before every
+  clock read;
+* torchvision's float conversion of the inputs is done before timing (ours converts inside the
+  model and is timed doing it);
+* models are built with random weights of the same layout (same class count, same detections per
+  image), in the same process, one after the other.
+
+Results are printed as a table and, with ``--json FILE``, written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from rcnnzoo.config import LazyConfig, instantiate, resolve_config_path
+from rcnnzoo.engine.defaults import resolve_device
+from rcnnzoo.structures import Boxes, Instances
+
+__all__ = ["main", "make_inputs", "time_fn"]
+
+logger = logging.getLogger("rcnnzoo.benchmark")
+
+_TORCHVISION_ARCHS = (
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2",
+)
+
+
+def make_inputs(
+    batch_size: int, height: int, width: int, num_classes: int, boxes_per_image: int = 8, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Random uint8 images with random ground truth, in rcnnzoo's input format (CPU tensors).
+
+    Returns:
+        ``batch_size`` dicts ``{"image": uint8 Tensor[3, H, W], "height", "width",
+        "instances": Instances(gt_boxes Boxes[K], gt_classes int64 Tensor[K])}``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    inputs = []
+    for _ in range(batch_size):
+        image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=gen)
+        xy = torch.rand(boxes_per_image, 2, generator=gen) * torch.tensor([width * 0.8, height * 0.8])
+        wh = (torch.rand(boxes_per_image, 2, generator=gen) * 0.5 + 0.05) * torch.tensor([width, height])
+        boxes = torch.cat([xy, torch.minimum(xy + wh, torch.tensor([width - 1.0, height - 1.0]))], dim=1)
+        inst = Instances((height, width))
+        inst.gt_boxes = Boxes(boxes)
+        inst.gt_classes = torch.randint(0, num_classes, (boxes_per_image,), generator=gen)
+        inputs.append({"image": image, "height": height, "width": width, "instances": inst})
+    return inputs
+
+
+def time_fn(fn: Callable[[], Any], iters: int, warmup: int, device: torch.device) -> float:
+    """Seconds per call of ``fn``: ``warmup`` untimed calls, then the mean of ``iters`` timed ones."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / iters
+
+
+def _autocast(device: torch.device, dtype: str) -> Any:
+    if dtype == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def _ours_inputs(inputs: list[dict], device: torch.device, train: bool) -> list[dict]:
+    out = []
+    for d in inputs:
+        item = {"image": d["image"].to(device), "height": d["height"], "width": d["width"]}
+        if train:
+            item["instances"] = d["instances"].to(device)
+        out.append(item)
+    return out
+
+
+def _tv_inputs(
+    inputs: list[dict], device: torch.device, train: bool, input_format: str
+) -> tuple[list[torch.Tensor], list[dict]]:
+    # torchvision takes RGB floats in [0, 1]; our inputs are in the config's channel order.
+    images = []
+    for d in inputs:
+        image = d["image"] if input_format == "RGB" else d["image"].flip(0)
+        images.append(image.to(device).float().div_(255))
+    targets = []
+    if train:
+        for d in inputs:
+            inst = d["instances"]
+            # torchvision reserves label 0 for background
+            targets.append(
+                {"boxes": inst.gt_boxes.tensor.to(device), "labels": inst.gt_classes.to(device) + 1}
+            )
+    return images, targets
+
+
+def build_torchvision_model(arch: str, num_classes: int, height: int, width: int, score_thresh: float | None):
+    """torchvision's ``arch`` with random weights, set to keep ``height x width`` inputs unresized."""
+    import torchvision
+
+    if arch not in _TORCHVISION_ARCHS:
+        raise ValueError(f"--torchvision {arch!r} is not supported; choose from {', '.join(_TORCHVISION_ARCHS)}")
+    kwargs: dict[str, Any] = dict(
+        weights=None,
+        weights_backbone=None,
+        num_classes=num_classes + 1,
+        min_size=min(height, width),
+        max_size=max(height, width),
+    )
+    if score_thresh is not None:
+        kwargs["box_score_thresh"] = score_thresh
+    return getattr(torchvision.models.detection, arch)(**kwargs)
+
+
+def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device, dtype, call) -> Callable:
+    def step() -> None:
+        with _autocast(device, dtype):
+            losses = call()
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _peak_memory_mb(device: torch.device, fn: Callable[[], Any]) -> float | None:
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the models, time what ``args`` asks for, return the results as a dict."""
+    torch.set_num_threads(args.threads) if args.threads else None
+    cfg = LazyConfig.load(resolve_config_path(args.config_file))
+    cfg = LazyConfig.apply_overrides(cfg, list(args.opts or []))
+    if args.score_thresh is not None:
+        cfg.model.roi_heads.box_predictor.test_score_thresh = args.score_thresh
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    ours = instantiate(cfg.model).to(device)
+    num_classes = int(cfg.model.roi_heads.num_classes)
+    input_format = getattr(ours, "input_format", "BGR")
+    height, width = args.image_size
+    models: dict[str, torch.nn.Module] = {"rcnnzoo": ours}
+    if args.torchvision:
+        models["torchvision"] = build_torchvision_model(
+            args.torchvision, num_classes, height, width, args.score_thresh
+        ).to(device)
+
+    results = []
+    tasks = ("train", "inference") if args.task == "all" else (args.task,)
+    for task in tasks:
+        for dtype in args.dtypes:
+            for batch in args.batch_sizes[task]:
+                inputs = make_inputs(batch, height, width, num_classes)
+                row: dict[str, Any] = {"task": task, "batch_size": batch, "dtype": dtype}
+                for name, model in models.items():
+                    fn = _make_fn(name, model, task, inputs, device, dtype, input_format)
+                    seconds = time_fn(fn, args.iters, args.warmup, device)
+                    if task == "train":
+                        row[f"{name}_images_per_s"] = batch / seconds
+                        row[f"{name}_peak_mem_mb"] = _peak_memory_mb(device, fn)
+                    else:
+                        row[f"{name}_ms_per_image"] = 1000 * seconds / batch
+                if task == "inference":
+                    backbone = _make_backbone_fn(ours, inputs, device, dtype)
+                    row["rcnnzoo_backbone_ms_per_image"] = 1000 * time_fn(
+                        backbone, args.iters, args.warmup, device
+                    ) / batch
+                if "torchvision" in models:
+                    if task == "train":
+                        row["speedup"] = row["rcnnzoo_images_per_s"] / row["torchvision_images_per_s"]
+                    else:
+                        row["speedup"] = row["torchvision_ms_per_image"] / row["rcnnzoo_ms_per_image"]
+                results.append(row)
+                print(_format_row(row), flush=True)
+    return {
+        "config": args.config_file,
+        "overrides": list(args.opts or []),
+        "torchvision_arch": args.torchvision,
+        "image_size": [height, width],
+        "score_thresh": args.score_thresh,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "device": _device_name(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "results": results,
+    }
+
+
+def _make_fn(name, model, task, inputs, device, dtype, input_format) -> Callable[[], Any]:
+    train = task == "train"
+    model.train(train)
+    if name == "rcnnzoo":
+        batch = _ours_inputs(inputs, device, train)
+        if train:
+            opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+            return _train_step(model, opt, device, dtype, lambda: model(batch))
+
+        def infer() -> Any:
+            with torch.no_grad(), _autocast(device, dtype):
+                return model(batch)
+
+        return _with_mode(model, False, infer)
+    images, targets = _tv_inputs(inputs, device, train, input_format)
+    if train:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        return _with_mode(model, True, _train_step(model, opt, device, dtype, lambda: model(images, targets)))
+
+    def tv_infer() -> Any:
+        with torch.no_grad(), _autocast(device, dtype):
+            return model(images)
+
+    return _with_mode(model, False, tv_infer)
+
+
+def _with_mode(model: torch.nn.Module, training: bool, fn: Callable[[], Any]) -> Callable[[], Any]:
+    # Models are shared across rows; each call sets the mode it needs.
+    def call() -> Any:
+        model.train(training)
+        return fn()
+
+    return call
+
+
+def _make_backbone_fn(model, inputs, device, dtype) -> Callable[[], Any]:
+    batch = _ours_inputs(inputs, device, False)
+
+    def backbone() -> Any:
+        model.eval()
+        with torch.no_grad(), _autocast(device, dtype):
+            images = model.preprocess_image(batch)
+            return model.backbone(images.tensor)
+
+    return backbone
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    parts = [f"{row['task']:<9} batch {row['batch_size']:<2} {row['dtype']:<4}"]
+    for key, value in row.items():
+        if key in ("task", "batch_size", "dtype") or value is None:
+            continue
+        parts.append(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}")
+    return "  ".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, help="config path or shipped config name")
+    parser.add_argument("--task", choices=("train", "inference", "all"), default="all")
+    parser.add_argument(
+        "--torchvision", default=None, metavar="ARCH", help=f"also time torchvision's ARCH: {_TORCHVISION_ARCHS}"
+    )
+    parser.add_argument("--image-size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"))
+    parser.add_argument("--train-batch-sizes", type=int, nargs="+", default=[2])
+    parser.add_argument("--inference-batch-sizes", type=int, nargs="+", default=[1])
+    parser.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16", "fp16"), default=["fp32"])
+    parser.add_argument("--score-thresh", type=float, default=None, help="detection score threshold for both")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", default="", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY=VALUE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    args.batch_sizes = {"train": args.train_batch_sizes, "inference": args.inference_batch_sizes}
+    report = run_benchmark(args)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

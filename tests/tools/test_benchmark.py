@@ -1,0 +1,52 @@
+"""tools/benchmark.py: runs both models on the same inputs and reports consistent figures."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from rcnnzoo.tools import benchmark
+
+
+def test_make_inputs_is_deterministic_and_valid():
+    a = benchmark.make_inputs(2, 64, 96, num_classes=3, seed=1)
+    b = benchmark.make_inputs(2, 64, 96, num_classes=3, seed=1)
+    assert torch.equal(a[1]["image"], b[1]["image"])
+    boxes = a[0]["instances"].gt_boxes.tensor
+    assert (boxes[:, 2:] > boxes[:, :2]).all()
+    assert (boxes[:, 2] <= 95).all() and (boxes[:, 3] <= 63).all()
+    assert int(a[0]["instances"].gt_classes.max()) < 3
+
+
+def test_time_fn_counts_only_timed_calls():
+    calls = []
+    seconds = benchmark.time_fn(lambda: calls.append(1), iters=4, warmup=2, device=torch.device("cpu"))
+    assert len(calls) == 6 and seconds >= 0
+
+
+def test_benchmark_beside_torchvision_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    report = benchmark.main(
+        [
+            "--config-file=Shapes/faster_rcnn_tiny_fpn.py",
+            "--torchvision=fasterrcnn_mobilenet_v3_large_fpn",
+            "--image-size",
+            "128",
+            "160",
+            "--iters=1",
+            "--warmup=1",
+            "--train-batch-sizes=2",
+            "--inference-batch-sizes=1",
+            "--score-thresh=0",
+            f"--json={out}",
+        ]
+    )
+    saved = json.loads(out.read_text())
+    assert saved["results"] == json.loads(json.dumps(report["results"]))
+    train, infer = saved["results"]
+    assert train["task"] == "train" and train["rcnnzoo_images_per_s"] > 0 and train["torchvision_images_per_s"] > 0
+    assert train["speedup"] == train["rcnnzoo_images_per_s"] / train["torchvision_images_per_s"]
+    assert infer["task"] == "inference" and infer["rcnnzoo_ms_per_image"] > 0
+    assert infer["speedup"] == infer["torchvision_ms_per_image"] / infer["rcnnzoo_ms_per_image"]
+    assert 0 < infer["rcnnzoo_backbone_ms_per_image"]

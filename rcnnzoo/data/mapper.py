@@ -12,7 +12,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from rcnnzoo.structures import Boxes, BoxMode, Instances
+from rcnnzoo.structures import BitMasks, Boxes, BoxMode, Instances
 
 from .transforms import Augmentation, Transform, TransformList, apply_augmentations
 
@@ -77,15 +77,6 @@ def _segmentation_to_mask(
     raise TypeError(f"Unknown segmentation type {type(seg)}; expected polygons (list) or RLE (dict)")
 
 
-def _wrap_masks(masks: torch.Tensor) -> Any:
-    """Use the structures' BitMasks when that exists; until then a bool Tensor[N, H, W]."""
-    try:
-        from rcnnzoo.structures import BitMasks  # type: ignore[attr-defined]
-    except ImportError:
-        return masks
-    return BitMasks(masks)
-
-
 class DatasetMapper:
     """Read an image, augment it, and turn its annotations into :class:`Instances`.
 
@@ -94,8 +85,8 @@ class DatasetMapper:
         augmentations: :class:`Augmentation` s or fixed :class:`Transform` s, applied in order.
         image_format: channel order of the output image, "BGR", "RGB" or "L"; must match the
             model's ``input_format``.
-        use_instance_mask: also produce ``instances.gt_masks`` (bool Tensor[N, H, W], or the
-            structures' BitMasks once it exists) from the annotations' ``segmentation``.
+        use_instance_mask: also produce ``instances.gt_masks`` (:class:`BitMasks`, full-image masks
+            aligned with the augmented image) from the annotations' ``segmentation`` (polygons or RLE).
 
     ``__call__(dataset_dict)`` returns a new dict (the input is not modified):
 
@@ -158,9 +149,7 @@ class DatasetMapper:
         keep = boxes.nonempty()
         instances = Instances(image_size, gt_boxes=boxes[keep], gt_classes=classes[keep])
         if self.use_instance_mask:
-            instances.gt_masks = _wrap_masks(
-                self._masks(dataset_dict, annos, tfms, orig_size, image_size)[keep]
-            )
+            instances.gt_masks = BitMasks(self._masks(dataset_dict, annos, tfms, orig_size, image_size)[keep])
         return instances
 
     @staticmethod

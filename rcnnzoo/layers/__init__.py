@@ -1,6 +1,7 @@
 """Small reusable layers and shape descriptions."""
 
 from .batch_norm import FrozenBatchNorm2d, get_norm
+from .mask_ops import paste_masks_in_image
 from .shape_spec import ShapeSpec
 
-__all__ = ["FrozenBatchNorm2d", "ShapeSpec", "get_norm"]
+__all__ = ["FrozenBatchNorm2d", "ShapeSpec", "get_norm", "paste_masks_in_image"]

@@ -3,5 +3,15 @@
 from .boxes import Boxes, BoxMode, pairwise_ioa, pairwise_iou
 from .image_list import ImageList
 from .instances import Instances
+from .masks import BitMasks, PolygonMasks
 
-__all__ = ["Boxes", "BoxMode", "ImageList", "Instances", "pairwise_ioa", "pairwise_iou"]
+__all__ = [
+    "BitMasks",
+    "Boxes",
+    "BoxMode",
+    "ImageList",
+    "Instances",
+    "PolygonMasks",
+    "pairwise_ioa",
+    "pairwise_iou",
+]

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 
 from rcnnzoo.config import LazyConfig, instantiate, resolve_config_path
-from rcnnzoo.engine.defaults import resolve_device
-from rcnnzoo.structures import Boxes, Instances
+from rcnnzoo.engine.defaults import cfg_get, resolve_device
+from rcnnzoo.structures import BitMasks, Boxes, Instances
 
 __all__ = ["main", "make_inputs", "time_fn"]
 
@@ -51,13 +51,20 @@ _TORCHVISION_ARCHS = (
 
 
 def make_inputs(
-    batch_size: int, height: int, width: int, num_classes: int, boxes_per_image: int = 8, seed: int = 0
+    batch_size: int,
+    height: int,
+    width: int,
+    num_classes: int,
+    boxes_per_image: int = 8,
+    seed: int = 0,
+    with_masks: bool = False,
 ) -> list[dict[str, Any]]:
     """Random uint8 images with random ground truth, in rcnnzoo's input format (CPU tensors).
 
     Returns:
         ``batch_size`` dicts ``{"image": uint8 Tensor[3, H, W], "height", "width",
-        "instances": Instances(gt_boxes Boxes[K], gt_classes int64 Tensor[K])}``.
+        "instances": Instances(gt_boxes Boxes[K], gt_classes int64 Tensor[K][, gt_masks BitMasks])}``;
+        with ``with_masks`` each mask is the ellipse inscribed in its box.
     """
     gen = torch.Generator().manual_seed(seed)
     inputs = []
@@ -69,8 +76,20 @@ def make_inputs(
         inst = Instances((height, width))
         inst.gt_boxes = Boxes(boxes)
         inst.gt_classes = torch.randint(0, num_classes, (boxes_per_image,), generator=gen)
+        if with_masks:
+            inst.gt_masks = BitMasks(_ellipses(boxes, height, width))
         inputs.append({"image": image, "height": height, "width": width, "instances": inst})
     return inputs
+
+
+def _ellipses(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """bool Tensor[K, H, W]: the ellipse inscribed in each box."""
+    ys = torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5
+    xs = torch.arange(width, dtype=torch.float32)[None, None, :] + 0.5
+    cx, cy = ((boxes[:, 0] + boxes[:, 2]) / 2)[:, None, None], ((boxes[:, 1] + boxes[:, 3]) / 2)[:, None, None]
+    rx = ((boxes[:, 2] - boxes[:, 0]) / 2).clamp(min=1)[:, None, None]
+    ry = ((boxes[:, 3] - boxes[:, 1]) / 2).clamp(min=1)[:, None, None]
+    return ((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1
 
 
 def time_fn(fn: Callable[[], Any], iters: int, warmup: int, device: torch.device) -> float:
@@ -119,9 +138,10 @@ def _tv_inputs(
         for d in inputs:
             inst = d["instances"]
             # torchvision reserves label 0 for background
-            targets.append(
-                {"boxes": inst.gt_boxes.tensor.to(device), "labels": inst.gt_classes.to(device) + 1}
-            )
+            target = {"boxes": inst.gt_boxes.tensor.to(device), "labels": inst.gt_classes.to(device) + 1}
+            if inst.has("gt_masks"):
+                target["masks"] = inst.gt_masks.tensor.to(device, torch.uint8)
+            targets.append(target)
     return images, targets
 
 
@@ -183,12 +203,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             args.torchvision, num_classes, height, width, args.score_thresh
         ).to(device)
 
+    # Mask R-CNN configs (a mask head on the RoI heads) train with ground-truth masks
+    with_masks = cfg_get(cfg, "model.roi_heads.mask_head", None) is not None
     results = []
     tasks = ("train", "inference") if args.task == "all" else (args.task,)
     for task in tasks:
         for dtype in args.dtypes:
             for batch in args.batch_sizes[task]:
-                inputs = make_inputs(batch, height, width, num_classes)
+                inputs = make_inputs(batch, height, width, num_classes, with_masks=with_masks)
                 row: dict[str, Any] = {"task": task, "batch_size": batch, "dtype": dtype}
                 for name, model in models.items():
                     fn = _make_fn(name, model, task, inputs, device, dtype, input_format)

@@ -24,6 +24,10 @@ _EXPECTED = {
     "COCO-Detection/faster_rcnn_vgg16.py",
     "PascalVOC-Detection/faster_rcnn_vgg16.py",
     "PascalVOC-Detection/faster_rcnn_R_50_FPN.py",
+    "Shapes/mask_rcnn_tiny_fpn.py",
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.py",
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py",
 }
 
 
@@ -43,13 +47,27 @@ def test_config_loads_and_builds_its_model(name):
         assert cfg.dataloader[split].mapper.image_format == model.input_format, (name, split)
     if isinstance(model, GeneralizedRCNN):
         assert model.roi_heads.num_classes == cfg.model.roi_heads.num_classes
+        if model.roi_heads.mask_on:  # a mask branch trains on gt_masks and is scored on segm
+            assert cfg.dataloader.train.mapper.get("use_instance_mask"), name
+            assert "segm" in cfg.dataloader.evaluator.tasks, name
     instantiate(cfg.lr_multiplier)  # the schedule is well-formed (milestones within max_iter)
 
 
-@pytest.mark.parametrize("name", ["COCO-Detection/faster_rcnn_R_50_FPN_1x.py", "Shapes/faster_rcnn_tiny_fpn.py"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "COCO-Detection/faster_rcnn_R_50_FPN_1x.py",
+        "Shapes/faster_rcnn_tiny_fpn.py",
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py",
+        "Shapes/mask_rcnn_tiny_fpn.py",
+    ],
+)
 def test_config_roundtrips_through_yaml(name, tmp_path):
     cfg = LazyConfig.load(_ROOT / name)
     LazyConfig.save(cfg, tmp_path / "config.yaml")
     again = LazyConfig.load(tmp_path / "config.yaml")
     assert again.train.max_iter == cfg.train.max_iter
     assert again.model.roi_heads.num_classes == cfg.model.roi_heads.num_classes
+    if cfg.model.roi_heads.get("mask_head") is not None:
+        head, again_head = cfg.model.roi_heads.mask_head, again.model.roi_heads.mask_head
+        assert (again_head.conv_dims, again_head.deconv_dim) == (head.conv_dims, head.deconv_dim)

@@ -50,3 +50,31 @@ def test_benchmark_beside_torchvision_writes_json(tmp_path):
     assert infer["task"] == "inference" and infer["rcnnzoo_ms_per_image"] > 0
     assert infer["speedup"] == infer["torchvision_ms_per_image"] / infer["rcnnzoo_ms_per_image"]
     assert 0 < infer["rcnnzoo_backbone_ms_per_image"]
+
+
+def test_mask_inputs_lie_inside_their_boxes():
+    (item,) = benchmark.make_inputs(1, 64, 80, num_classes=2, boxes_per_image=3, with_masks=True)
+    inst = item["instances"]
+    masks = inst.gt_masks.tensor
+    assert masks.shape == (3, 64, 80) and masks.any(dim=(1, 2)).all()
+    for mask, box in zip(masks, inst.gt_boxes.tensor):
+        ys, xs = mask.nonzero(as_tuple=True)
+        assert xs.min() >= box[0] - 1 and xs.max() <= box[2] and ys.min() >= box[1] - 1 and ys.max() <= box[3]
+
+
+def test_mask_rcnn_benchmark_trains_both_models_with_masks():
+    report = benchmark.main(
+        [
+            "--config-file=Shapes/mask_rcnn_tiny_fpn.py",
+            "--torchvision=maskrcnn_resnet50_fpn",
+            "--task=train",
+            "--image-size",
+            "96",
+            "128",
+            "--iters=1",
+            "--warmup=1",
+            "--train-batch-sizes=1",
+        ]
+    )
+    (row,) = report["results"]
+    assert row["rcnnzoo_images_per_s"] > 0 and row["torchvision_images_per_s"] > 0

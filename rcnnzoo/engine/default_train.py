@@ -120,6 +120,22 @@ def _best_checkpointer(cfg: Any, checkpointer: Checkpointer) -> hooks.BestCheckp
     return hook
 
 
+def _evaluate_and_draw(cfg: Any, model: nn.Module) -> dict[str, Any]:
+    """:func:`do_test`, then (rank 0) a few evaluation images drawn to ``<output_dir>/predictions``
+    and to TensorBoard, so each evaluation can also be looked at."""
+    results = do_test(cfg, model)
+    output_dir = cfg_get(cfg, "train.output_dir", None)
+    drawable = all(cfg_get(cfg, f"dataloader.test.{k}", None) is not None for k in ("dataset", "mapper"))
+    if is_main_process() and output_dir and drawable:
+        from .draw import draw_predictions
+
+        try:
+            draw_predictions(cfg, model, output_dir, to_event_storage=True)
+        except Exception as e:  # pictures are a convenience; they never stop a training run
+            logger.warning(f"Could not draw evaluation images: {type(e).__name__}: {e}")
+    return results
+
+
 def has_test_data(cfg: Any) -> bool:
     """Whether ``cfg`` has both ``dataloader.test`` and ``dataloader.evaluator`` to evaluate with."""
     return (
@@ -144,7 +160,7 @@ def _build_hooks(
             max_to_keep=cfg_get(cfg, "train.checkpointer.max_to_keep", None),
         ),
         # Every rank evaluates (inference is distributed); only rank 0 gets results to record.
-        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), lambda: do_test(cfg, model))
+        hooks.EvalHook(cfg_get(cfg, "train.eval_period", 0), lambda: _evaluate_and_draw(cfg, model))
         if has_test_data(cfg)
         else None,
         _best_checkpointer(cfg, checkpointer),

@@ -29,12 +29,16 @@ def draw_predictions(
     output_dir: str,
     num_images: int = 6,
     score_threshold: float = 0.5,
+    to_event_storage: bool = False,
 ) -> list[str]:
     """Run ``model`` on the first ``num_images`` images of ``cfg.dataloader.test`` and save drawings.
 
     Each picture is the original image with the detections scoring at least ``score_threshold``
     (boxes, class names from the dataset's metadata, scores, masks when predicted), written to
     ``<output_dir>/predictions/<image stem>.png``.
+
+    With ``to_event_storage`` the pictures also go to the current event storage (as
+    ``predictions/<stem>``), so the TensorBoard writer shows them at this iteration.
 
     Returns:
         The paths written.
@@ -64,6 +68,10 @@ def draw_predictions(
             path = os.path.join(output_dir, "predictions", f"{stem}.png")
             save_image(drawing, path)
             paths.append(path)
+            if to_event_storage:
+                from rcnnzoo.utils.events import get_event_storage
+
+                get_event_storage().put_image(f"predictions/{stem}", drawing)
     finally:
         model.train(was_training)
     if paths:

@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results = do_train(cfg, model, resume=args.resume)
     _report(cfg, results)
     output_dir = cfg_get(cfg, "train.output_dir", None)
-    if has_test and output_dir and is_main_process():
+    # (after training, the last evaluation has drawn them already)
+    if args.eval_only and has_test and output_dir and is_main_process():
         draw_predictions(cfg, model, output_dir)
     return results
 

@@ -73,6 +73,7 @@ class EventStorage:
         self._history: dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
         self._smoothing_hints: dict[str, bool] = {}
         self._latest: dict[str, tuple[float, int]] = {}
+        self._images: list[tuple[str, Any, int]] = []
 
     def put_scalar(
         self, name: str, value: float | torch.Tensor, smoothing_hint: bool = True, cur_iter: int | None = None
@@ -103,6 +104,19 @@ class EventStorage:
         """Record several scalars at once: ``storage.put_scalars(loss_a=0.1, loss_b=0.2)``."""
         for name, value in kwargs.items():
             self.put_scalar(name, value, smoothing_hint=smoothing_hint, cur_iter=cur_iter)
+
+    def put_image(self, name: str, image: Any) -> None:
+        """Queue an image for writers that show images (TensorBoard).
+
+        Args:
+            image: ndarray/Tensor[H, W, 3] uint8 RGB.
+        """
+        self._images.append((name, image, self.iter))
+
+    def pop_images(self) -> list[tuple[str, Any, int]]:
+        """The queued ``(name, image, iteration)`` triples, emptying the queue."""
+        images, self._images = self._images, []
+        return images
 
     def history(self, name: str) -> HistoryBuffer:
         """The full history of scalar ``name`` (``.median(w)``, ``.avg(w)``, ``.latest()``, ``.values()``)."""
@@ -216,7 +230,7 @@ class JSONWriter(EventWriter):
 
 
 class TensorboardWriter(EventWriter):
-    """Write every new scalar to TensorBoard via ``torch.utils.tensorboard.SummaryWriter``."""
+    """Write every new scalar, and queued images, to TensorBoard via ``SummaryWriter``."""
 
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any) -> None:
         """
@@ -240,6 +254,8 @@ class TensorboardWriter(EventWriter):
         for it, values in self._new.take(scalars).items():
             for name, value in values.items():
                 self._writer.add_scalar(name, value, it)
+        for name, image, it in get_event_storage().pop_images():
+            self._writer.add_image(name, image, it, dataformats="HWC")
         self._writer.flush()
 
     def close(self) -> None:

@@ -143,6 +143,22 @@ def test_tensorboard_writer_writes_scalars(tmp_path) -> None:
     assert [(s.step, round(s.value, 4)) for s in scalars] == [(2, round(1 / 3, 4))]
 
 
+def test_tensorboard_writer_writes_queued_images(tmp_path) -> None:
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with EventStorage(start_iter=7) as storage:
+        writer = TensorboardWriter(str(tmp_path))
+        storage.put_image("predictions/a", np.full((8, 12, 3), 200, dtype=np.uint8))
+        writer.write()
+        writer.write()  # an image is written once
+        writer.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("predictions/a")
+    assert [(i.step, i.width, i.height) for i in images] == [(7, 12, 8)]
+
+
 def test_training_run_writes_loss_scalars_tensorboard_can_read(tmp_path) -> None:
     """The default writers of a real training loop, read back with TensorBoard's own reader."""
     import torch

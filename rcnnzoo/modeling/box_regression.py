@@ -85,7 +85,7 @@ class Box2BoxTransform:
         ctr_y = boxes[:, 1] + 0.5 * heights
 
         wx, wy, ww, wh = self.weights
-        d = deltas.view(deltas.shape[0], -1, 4)
+        d = deltas.reshape(deltas.shape[0], deltas.shape[1] // 4, 4)  # also for zero boxes
         dx = d[..., 0] / wx
         dy = d[..., 1] / wy
         dw = (d[..., 2] / ww).clamp(max=self.scale_clamp)

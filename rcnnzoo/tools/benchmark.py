@@ -16,7 +16,9 @@ How it stays honest:
 * torchvision's float conversion of the inputs is done before timing (ours converts inside the
   model and is timed doing it);
 * models are built with random weights of the same layout (same class count, same detections per
-  image), in the same process, one after the other.
+  image), in the same process, one after the other; torchvision's ResNet backbone gets the same
+  frozen BN and frozen stages as ours (its builders make everything trainable when built without
+  weights, which would make it slower than it is in real use).
 
 Results are printed as a table and, with ``--json FILE``, written as JSON.
 """
@@ -145,8 +147,19 @@ def _tv_inputs(
     return images, targets
 
 
-def build_torchvision_model(arch: str, num_classes: int, height: int, width: int, score_thresh: float | None):
-    """torchvision's ``arch`` with random weights, set to keep ``height x width`` inputs unresized."""
+def build_torchvision_model(
+    arch: str,
+    num_classes: int,
+    height: int,
+    width: int,
+    score_thresh: float | None,
+    settings: dict[str, Any] | None = None,
+):
+    """torchvision's ``arch`` with random weights, set to keep ``height x width`` inputs unresized.
+
+    Args:
+        settings: extra builder keywords, e.g. from :func:`torchvision_settings`.
+    """
     import torchvision
 
     if arch not in _TORCHVISION_ARCHS:
@@ -158,9 +171,57 @@ def build_torchvision_model(arch: str, num_classes: int, height: int, width: int
         min_size=min(height, width),
         max_size=max(height, width),
     )
+    kwargs.update(settings or {})
     if score_thresh is not None:
         kwargs["box_score_thresh"] = score_thresh
     return getattr(torchvision.models.detection, arch)(**kwargs)
+
+
+def torchvision_settings(cfg: Any) -> dict[str, Any]:
+    """Our config's proposal and RoI counts as torchvision builder keywords, so both do the same work."""
+    rpn = cfg_get(cfg, "model.proposal_generator", None) or {}
+    roi = cfg_get(cfg, "model.roi_heads", None) or {}
+    pred = roi.get("box_predictor", None) or {}
+    settings: dict[str, Any] = {}
+    if "pre_nms_topk" in rpn:
+        settings["rpn_pre_nms_top_n_train"], settings["rpn_pre_nms_top_n_test"] = map(int, rpn["pre_nms_topk"])
+    if "post_nms_topk" in rpn:
+        settings["rpn_post_nms_top_n_train"], settings["rpn_post_nms_top_n_test"] = map(int, rpn["post_nms_topk"])
+    if "batch_size_per_image" in roi:
+        settings["box_batch_size_per_image"] = int(roi["batch_size_per_image"])
+    if "test_topk_per_image" in pred:
+        settings["box_detections_per_img"] = int(pred["test_topk_per_image"])
+    if "test_nms_thresh" in pred:
+        settings["box_nms_thresh"] = float(pred["test_nms_thresh"])
+    return settings
+
+
+def match_backbone_training(model: torch.nn.Module, frozen_bn: bool, freeze_at: int) -> torch.nn.Module:
+    """Give torchvision's ResNet-FPN model the same trainable backbone as ours.
+
+    Built without weights, torchvision's builders switch to trainable BatchNorm and all five
+    backbone stages trainable (and ignore ``trainable_backbone_layers``), which is more work per
+    step than a detectron2-style config (FrozenBN, stem + res2 frozen). Timing the two as they come
+    would flatter us, so the torchvision model is set up like ours: BN frozen where ours is, and
+    the first ``freeze_at`` stages (1 = stem, 2 = stem + layer1, ...) without gradients.
+    """
+    from rcnnzoo.layers import FrozenBatchNorm2d
+
+    body = getattr(getattr(model, "backbone", None), "body", None)
+    if body is None or not hasattr(body, "layer1"):
+        return model  # not a ResNet-FPN (e.g. MobileNet): left as built
+    if frozen_bn:
+        model.backbone.body = body = FrozenBatchNorm2d.convert_frozen_batchnorm(body)
+    stages = [("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",)]
+    for names in stages[:freeze_at]:
+        for name in names:
+            for p in getattr(body, name).parameters():
+                p.requires_grad_(False)
+    return model
+
+
+def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device, dtype, call) -> Callable:
@@ -199,9 +260,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     height, width = args.image_size
     models: dict[str, torch.nn.Module] = {"rcnnzoo": ours}
     if args.torchvision:
-        models["torchvision"] = build_torchvision_model(
-            args.torchvision, num_classes, height, width, args.score_thresh
-        ).to(device)
+        tv_model = build_torchvision_model(
+            args.torchvision, num_classes, height, width, args.score_thresh, torchvision_settings(cfg)
+        )
+        bottom_up = cfg_get(cfg, "model.backbone.bottom_up", None) or {}
+        tv_model = match_backbone_training(
+            tv_model, frozen_bn=bottom_up.get("norm") == "FrozenBN", freeze_at=int(bottom_up.get("freeze_at", 0))
+        )
+        models["torchvision"] = tv_model.to(device)
 
     # Mask R-CNN configs (a mask head on the RoI heads) train with ground-truth masks
     with_masks = cfg_get(cfg, "model.roi_heads.mask_head", None) is not None
@@ -253,7 +319,7 @@ def _make_fn(name, model, task, inputs, device, dtype, input_format) -> Callable
     if name == "rcnnzoo":
         batch = _ours_inputs(inputs, device, train)
         if train:
-            opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+            opt = torch.optim.SGD(_trainable(model), lr=1e-4, momentum=0.9)
             return _train_step(model, opt, device, dtype, lambda: model(batch))
 
         def infer() -> Any:
@@ -263,7 +329,7 @@ def _make_fn(name, model, task, inputs, device, dtype, input_format) -> Callable
         return _with_mode(model, False, infer)
     images, targets = _tv_inputs(inputs, device, train, input_format)
     if train:
-        opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        opt = torch.optim.SGD(_trainable(model), lr=1e-4, momentum=0.9)
         return _with_mode(model, True, _train_step(model, opt, device, dtype, lambda: model(images, targets)))
 
     def tv_infer() -> Any:

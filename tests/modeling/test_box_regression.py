@@ -38,3 +38,9 @@ def test_class_specific_deltas_and_clamp():
     assert out.shape == (1, 8)
     assert torch.allclose(out[0, :4], boxes[0])
     assert torch.isfinite(out).all()  # exp(100) would overflow without the clamp
+
+
+def test_apply_deltas_on_zero_boxes_keeps_the_class_dimension():
+    t = Box2BoxTransform((10.0, 10.0, 5.0, 5.0))
+    out = t.apply_deltas(torch.zeros(0, 12), torch.zeros(0, 4))
+    assert out.shape == (0, 12)

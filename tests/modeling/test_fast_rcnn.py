@@ -63,3 +63,15 @@ def test_predictor_shapes():
     p = FastRCNNOutputLayers(input_shape=ShapeSpec(channels=16), num_classes=3)
     s, d = p(torch.randn(5, 16))
     assert s.shape == (5, 4) and d.shape == (5, 12)
+
+
+def test_inference_with_no_proposals_gives_empty_detections():
+    from rcnnzoo.config import LazyConfig, configs_root, instantiate
+
+    cfg = LazyConfig.load(configs_root() / "Shapes/faster_rcnn_tiny_fpn.py")
+    model = instantiate(cfg.model).eval()
+    with torch.no_grad():
+        features = model.backbone(torch.zeros(1, 3, 64, 64))
+        proposals = Instances((64, 64), proposal_boxes=Boxes(torch.zeros(0, 4)), objectness_logits=torch.zeros(0))
+        (detections,), _ = model.roi_heads(None, features, [proposals], None)
+    assert len(detections) == 0 and detections.pred_boxes.tensor.shape == (0, 4)

@@ -78,3 +78,21 @@ def test_mask_rcnn_benchmark_trains_both_models_with_masks():
     )
     (row,) = report["results"]
     assert row["rcnnzoo_images_per_s"] > 0 and row["torchvision_images_per_s"] > 0
+
+
+def test_torchvision_model_gets_our_frozen_backbone_and_proposal_counts():
+    from rcnnzoo.config import LazyConfig, resolve_config_path
+    from rcnnzoo.layers import FrozenBatchNorm2d
+
+    cfg = LazyConfig.load(resolve_config_path("COCO-Detection/faster_rcnn_R_50_FPN_1x.py"))
+    settings = benchmark.torchvision_settings(cfg)
+    assert settings["rpn_pre_nms_top_n_train"] == 2000 and settings["rpn_post_nms_top_n_train"] == 1000
+    assert settings["box_batch_size_per_image"] == 512
+    tv = benchmark.build_torchvision_model("fasterrcnn_resnet50_fpn", 80, 64, 96, None, settings)
+    tv = benchmark.match_backbone_training(tv, frozen_bn=True, freeze_at=2)
+    body = tv.backbone.body
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
+    assert not any(p.requires_grad for p in body.layer1.parameters())
+    assert all(p.requires_grad for p in body.layer2.parameters())
+    assert tv.rpn._post_nms_top_n["training"] == 1000

@@ -85,7 +85,7 @@ def _inference_single_image(
 ) -> Instances:
     scores = scores[:, :-1]  # drop background
     num_rois, num_classes = scores.shape
-    boxes = boxes.reshape(num_rois, -1, 4)
+    boxes = boxes.reshape(num_rois, boxes.shape[1] // 4, 4)  # also for zero RoIs
     h, w = image_size
     boxes = torch.stack(
         (boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h), boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)),

@@ -8,12 +8,31 @@ from torch import nn
 from rcnnzoo.layers import ShapeSpec, get_norm
 from rcnnzoo.utils.registry import Registry
 
-__all__ = ["ROI_BOX_HEAD_REGISTRY", "FastRCNNConvFCHead", "VGG16BoxHead", "Res5BoxHead"]
+__all__ = ["ROI_BOX_HEAD_REGISTRY", "conv_stack", "FastRCNNConvFCHead", "VGG16BoxHead", "Res5BoxHead"]
 
 ROI_BOX_HEAD_REGISTRY = Registry("ROI_BOX_HEAD")
 ROI_BOX_HEAD_REGISTRY.__doc__ = """Box heads, built with ``input_shape`` (ShapeSpec of a pooled RoI
 feature) filled in by the RoI heads; each exposes ``output_shape`` for the predictor."""
 
+
+
+def conv_stack(in_channels: int, conv_dims: list[int] | tuple[int, ...], norm: str = "") -> tuple[nn.Sequential, int]:
+    """3x3 conv (+ norm) + ReLU for each of ``conv_dims``; the convs have a bias only without a norm.
+
+    Returns:
+        the stack (Tensor[R, in_channels, h, w] -> Tensor[R, conv_dims[-1], h, w]) and its output
+        channels (``in_channels`` when ``conv_dims`` is empty).
+    """
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for dim in conv_dims:
+        norm_layer = get_norm(norm, dim)
+        layers.append(nn.Conv2d(channels, dim, 3, padding=1, bias=norm_layer is None))
+        if norm_layer is not None:
+            layers.append(norm_layer)
+        layers.append(nn.ReLU(inplace=True))
+        channels = dim
+    return nn.Sequential(*layers), channels
 
 @ROI_BOX_HEAD_REGISTRY.register()
 class FastRCNNConvFCHead(nn.Module):
@@ -38,15 +57,7 @@ class FastRCNNConvFCHead(nn.Module):
         if not conv_dims and not fc_dims:
             raise ValueError("FastRCNNConvFCHead needs at least one conv or FC layer")
         channels, h, w = input_shape.channels, input_shape.height or 1, input_shape.width or 1
-        convs: list[nn.Module] = []
-        for dim in conv_dims:
-            norm = get_norm(conv_norm, dim)
-            convs.append(nn.Conv2d(channels, dim, 3, padding=1, bias=norm is None))
-            if norm is not None:
-                convs.append(norm)
-            convs.append(nn.ReLU(inplace=True))
-            channels = dim
-        self.convs = nn.Sequential(*convs)
+        self.convs, channels = conv_stack(channels, conv_dims, conv_norm)
         fcs: list[nn.Module] = []
         size = channels * h * w
         for dim in fc_dims:

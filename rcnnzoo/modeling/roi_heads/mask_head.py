@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rcnnzoo.layers import ShapeSpec, get_norm
+from rcnnzoo.layers import ShapeSpec
 from rcnnzoo.structures import Instances
 from rcnnzoo.utils.registry import Registry
+
+from .box_head import conv_stack
 
 __all__ = [
     "ROI_MASK_HEAD_REGISTRY",
@@ -124,15 +126,7 @@ class MaskRCNNConvUpsampleHead(nn.Module):
     ):
         super().__init__()
         channels = input_shape.channels
-        convs: list[nn.Module] = []
-        for dim in conv_dims:
-            norm = get_norm(conv_norm, dim)
-            convs.append(nn.Conv2d(channels, dim, 3, padding=1, bias=norm is None))
-            if norm is not None:
-                convs.append(norm)
-            convs.append(nn.ReLU(inplace=True))
-            channels = dim
-        self.convs = nn.Sequential(*convs)
+        self.convs, channels = conv_stack(channels, conv_dims, conv_norm)
         self.deconv = nn.ConvTranspose2d(channels, deconv_dim, kernel_size=2, stride=2)
         self.predictor = nn.Conv2d(deconv_dim, 1 if cls_agnostic_mask else num_classes, kernel_size=1)
         self.num_classes = num_classes

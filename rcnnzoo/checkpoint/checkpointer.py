@@ -27,7 +27,7 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -35,7 +35,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from torch import nn
 
-__all__ = ["Checkpointer", "LoadReport", "CheckpointError", "atomic_write"]
+__all__ = ["class_dependent_prefixes", "Checkpointer", "LoadReport", "CheckpointError", "atomic_write"]
 
 _POINTER_FILE = "last_checkpoint"
 
@@ -53,7 +53,7 @@ class LoadReport:
         missing_keys: model keys absent from the checkpoint (left at their current values).
         unexpected_keys: checkpoint keys the model does not have (ignored).
         skipped_keys: ``(key, shape_in_checkpoint, shape_in_model)`` not loaded because the shapes
-            differ; only non-empty with ``allow_shape_mismatch=True``.
+            differ; only non-empty where ``allow_shape_mismatch`` allowed them.
         loaded_checkpointables: names of the non-model objects restored (``"optimizer"``, ...).
         extra: the remaining checkpoint entries, e.g. ``{"iteration": 4999}``.
     """
@@ -70,6 +70,23 @@ class LoadReport:
         """The iteration stored in the checkpoint by the trainer, if any."""
         it = self.extra.get("iteration")
         return None if it is None else int(it)
+
+
+def class_dependent_prefixes(model: nn.Module) -> list[str]:
+    """State-dict key prefixes of the layers whose shapes follow the number of classes.
+
+    A module lists such children in a ``class_dependent_layers`` attribute (the box predictor's
+    classifier and box regressor, the mask head's predictor); e.g.
+    ``["roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred."]``.
+    """
+    model = (
+        model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+    )
+    prefixes = []
+    for name, module in model.named_modules():
+        for child in getattr(module, "class_dependent_layers", ()):
+            prefixes.append(f"{name}.{child}." if name else f"{child}.")
+    return prefixes
 
 
 def _strip_prefix(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -249,7 +266,7 @@ class Checkpointer(_FvcoreCheckpointer):
         path: str,
         checkpointables: list[str] | None = None,
         *,
-        allow_shape_mismatch: bool = False,
+        allow_shape_mismatch: bool | Sequence[str] = False,
     ) -> LoadReport:
         """Load the model (and checkpointables) from ``path``.
 
@@ -257,7 +274,10 @@ class Checkpointer(_FvcoreCheckpointer):
             path: a checkpoint file; ``""`` loads nothing and returns an empty report.
             checkpointables: names of the non-model objects to restore; ``None`` restores all that
                 the file has, ``[]`` restores only the model.
-            allow_shape_mismatch: skip (and report) parameters whose shapes differ instead of raising.
+            allow_shape_mismatch: skip (and report) parameters whose shapes differ instead of
+                raising: ``True`` for any parameter, or a list of key prefixes (e.g.
+                :func:`class_dependent_prefixes` to fine-tune on another number of classes); a
+                mismatch outside the prefixes is still an error.
 
         Returns:
             A :class:`LoadReport`.
@@ -284,12 +304,15 @@ class Checkpointer(_FvcoreCheckpointer):
         return report
 
     def resume_or_load(
-        self, path: str, *, resume: bool = True, allow_shape_mismatch: bool = False
+        self, path: str, *, resume: bool = True, allow_shape_mismatch: bool | Sequence[str] = False
     ) -> LoadReport:
         """Resume from ``last_checkpoint`` with every checkpointable if ``resume`` and one exists;
-        otherwise load only the model from ``path`` (e.g. ``cfg.train.init_checkpoint``)."""
+        otherwise load only the model from ``path`` (e.g. ``cfg.train.init_checkpoint``).
+
+        ``allow_shape_mismatch`` applies to loading ``path`` only: a run's own checkpoint always
+        matches its model."""
         if resume and self.has_checkpoint():
-            return self.load(self.get_checkpoint_file(), allow_shape_mismatch=allow_shape_mismatch)
+            return self.load(self.get_checkpoint_file())
         return self.load(path, checkpointables=[], allow_shape_mismatch=allow_shape_mismatch)
 
     def _local_path(self, path: str) -> str:
@@ -318,11 +341,21 @@ class Checkpointer(_FvcoreCheckpointer):
         self._convert_ndarray_to_tensor(state)
         state = _strip_prefix(state, "module.")
         mismatches = _shape_mismatches(state, self.model.state_dict())
-        if mismatches and not allow_shape_mismatch:
-            lines = "\n".join(f"  {k}: {c} in checkpoint, {m} in model" for k, c, m in mismatches)
+        if isinstance(allow_shape_mismatch, bool):
+            refused = [] if allow_shape_mismatch else mismatches
+        else:
+            prefixes = tuple(allow_shape_mismatch)
+            refused = [m for m in mismatches if not m[0].startswith(prefixes)]
+        if refused:
+            lines = "\n".join(f"  {k}: {c} in checkpoint, {m} in model" for k, c, m in refused)
+            hint = (
+                "Only the class-dependent layers may differ when fine-tuning on another number of classes."
+                if not isinstance(allow_shape_mismatch, bool)
+                else "Pass allow_shape_mismatch=True to skip them (e.g. a different number of classes)."
+            )
             raise CheckpointError(
-                f"Checkpoint {path} has {len(mismatches)} parameter(s) whose shape differs from the model:\n"
-                f"{lines}\nPass allow_shape_mismatch=True to skip them (e.g. a different number of classes)."
+                f"Checkpoint {path} has {len(refused)} parameter(s) whose shape differs from the model:\n"
+                f"{lines}\n{hint}"
             )
         for key, _, _ in mismatches:
             state.pop(key)
@@ -335,8 +368,12 @@ class Checkpointer(_FvcoreCheckpointer):
         )
 
     def _log_report(self, report: LoadReport) -> None:
-        for key, ckpt_shape, model_shape in report.skipped_keys:
-            self.logger.warning(f"Skipped {key}: shape {ckpt_shape} in checkpoint, {model_shape} in model")
+        if report.skipped_keys:  # one line: a fine-tune to another class count is expected to do this
+            skipped = ", ".join(f"{k} {tuple(c)}->{tuple(m)}" for k, c, m in report.skipped_keys)
+            self.logger.warning(
+                f"Re-initialised {len(report.skipped_keys)} parameter(s) whose shape differs from the "
+                f"checkpoint (checkpoint->model): {skipped}"
+            )
         if report.missing_keys:
             self.logger.warning("Keys missing from the checkpoint:\n  " + "\n  ".join(report.missing_keys))
         if report.unexpected_keys:

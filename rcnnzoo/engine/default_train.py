@@ -22,7 +22,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rcnnzoo.checkpoint import Checkpointer, PerRankState, RNGState
+from rcnnzoo.checkpoint import (
+    Checkpointer,
+    ClassMetadata,
+    PerRankState,
+    RNGState,
+    class_dependent_prefixes,
+    class_metadata_of,
+)
 from rcnnzoo.solver import LRMultiplier, grad_clipper_from_config
 from rcnnzoo.utils.comm import get_world_size, is_main_process
 from rcnnzoo.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardWriter
@@ -82,8 +89,15 @@ def _build_trainer(cfg: Any, model: nn.Module, optimizer: torch.optim.Optimizer)
 def _build_checkpointer(
     cfg: Any, model: nn.Module, trainer: SimpleTrainer, scheduler: LRMultiplier
 ) -> Checkpointer:
-    """Model, optimizer, scheduler, GradScaler (fp16) and, per process, the RNG and the data position."""
+    """Model, optimizer, scheduler, GradScaler (fp16), the training data's classes and, per process,
+    the RNG and the data position."""
     extra: dict[str, Any] = {"rng": PerRankState(RNGState())}
+    # The classes travel with the weights (called after the loader was built: loading the data
+    # fills its metadata).
+    names = cfg_get(cfg, "dataloader.train.dataset.names", None)
+    metadata = class_metadata_of(names) if names else None
+    if metadata is not None:
+        extra["metadata"] = ClassMetadata(metadata)
     scaler = getattr(trainer, "grad_scaler", None)  # fp16 AMP: its scale is part of the state
     if scaler is not None:
         extra["grad_scaler"] = scaler
@@ -182,7 +196,8 @@ def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict[str, A
         resume: continue from ``<output_dir>/last_checkpoint`` if it exists (model, optimizer,
             scheduler, GradScaler, iteration, and each process's RNG states and data loader position,
             so that the run continues exactly as an uninterrupted one would); otherwise start at
-            iteration 0 from ``cfg.train.init_checkpoint``.
+            iteration 0 from ``cfg.train.init_checkpoint`` (weights only; when its class count
+            differs, the class-dependent predictor layers keep their fresh initialization).
 
     Optional ``train`` keys (absent: off): ``clip_grad = dict(type="norm" | "value", value=...,
     norm_type=2.0)``, ``best_checkpoint = dict(metric="bbox/AP", mode="max" | "min")``.
@@ -204,7 +219,13 @@ def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict[str, A
     # Decided before loading: an init_checkpoint from an earlier run also stores an iteration,
     # which must not move the start of a fresh run.
     resuming = resume and checkpointer.has_checkpoint()
-    report = checkpointer.resume_or_load(cfg_get(cfg, "train.init_checkpoint", ""), resume=resume)
+    # A fresh run may start from weights trained on another number of classes (a fine-tune): the
+    # class-dependent layers are then re-initialised; any other difference is an error.
+    report = checkpointer.resume_or_load(
+        cfg_get(cfg, "train.init_checkpoint", ""),
+        resume=resume,
+        allow_shape_mismatch=class_dependent_prefixes(model),
+    )
     start_iter = report.iteration + 1 if resuming and report.iteration is not None else 0
     not_restored = [k for k in ("rng", "data_loader") if k in checkpointer.checkpointables]
     not_restored = [k for k in not_restored if k not in report.loaded_checkpointables]

@@ -217,7 +217,7 @@ class SimpleTrainer(TrainerBase):
             )
         data, data_time = self.next_batch()
         loss_dict = self.forward(data)
-        self.record_losses(loss_dict, data_time)
+        self.record_losses(loss_dict, data_time, data)
         self.backward_and_step(sum(loss_dict.values()))
 
     def next_batch(self) -> tuple[Any, float]:
@@ -230,11 +230,15 @@ class SimpleTrainer(TrainerBase):
         """The model's losses for ``data``."""
         return _as_loss_dict(self.model(data))
 
-    def record_losses(self, loss_dict: dict[str, torch.Tensor], data_time: float) -> None:
+    def record_losses(self, loss_dict: dict[str, torch.Tensor], data_time: float, data: Any = None) -> None:
         """Put the losses (averaged over processes), ``total_loss`` and ``data_time`` into the storage.
 
+        Args:
+            data: the batch the losses came from; named in the error when a loss is not finite.
+
         Raises:
-            FloatingPointError: when a loss is NaN or infinite, naming it (on every process alike).
+            FloatingPointError: when a loss is NaN or infinite, naming it, the iteration and the
+                batch's images (on every process alike).
         """
         names = sorted(loss_dict)
         # One stacked tensor: a single device->host copy per step instead of one per loss.
@@ -247,7 +251,8 @@ class SimpleTrainer(TrainerBase):
         if bad:
             raise FloatingPointError(
                 f"Loss became NaN or infinite at iteration {self.iter}: {', '.join(bad)} "
-                f"(all losses: {losses})"
+                f"(all losses: {losses}). Images of this process's batch: {_describe_batch(data)}. "
+                "Check these images' boxes (tools/check_dataset.py), or lower the learning rate."
             )
         self.storage.put_scalars(total_loss=sum(losses.values()), **losses)
         self.storage.put_scalar("data_time", data_time)
@@ -267,6 +272,19 @@ class SimpleTrainer(TrainerBase):
         norm = self.grad_clipper(params)
         if norm is not None:
             self.storage.put_scalar("grad_norm", float(norm))
+
+
+def _describe_batch(data: Any) -> str:
+    """The image ids (or file names) of a batch of dataset dicts, for error messages."""
+    if not isinstance(data, (list, tuple)) or not data:
+        return "unknown"
+    names = []
+    for d in data:
+        if not isinstance(d, dict):
+            return "unknown"
+        parts = [str(d[k]) for k in ("image_id", "file_name") if d.get(k) is not None]
+        names.append(" ".join(parts[:1] + [f"({p})" for p in parts[1:]]) or "?")
+    return ", ".join(names)
 
 
 # Short and torch spellings; configs write ``train.amp.dtype="bfloat16"``.

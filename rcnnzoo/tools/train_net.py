@@ -6,7 +6,12 @@ Examples::
     python tools/train_net.py --config-file configs/COCO-Detection/faster_rcnn_R_50_FPN_1x.py \\
         --num-gpus 8 train.output_dir=output/r50_fpn dataloader.train.total_batch_size=16
     python tools/train_net.py --config-file Shapes/faster_rcnn_tiny_fpn.py --eval-only \\
-        train.init_checkpoint=output/shapes_faster_rcnn_tiny_fpn/model_final.pth
+        --init-from output/shapes_faster_rcnn_tiny_fpn/model_final.pth
+    python tools/train_net.py --config-file my_data.py --init-from output/shapes/model_final.pth
+
+``--resume`` continues a run from its own last checkpoint with everything (optimizer, schedule,
+data position); ``--init-from`` (= ``train.init_checkpoint``) takes weights only, and a checkpoint
+trained on another number of classes re-initialises just the predictor layers.
 
 ``--config-file`` takes a path or the name of a shipped config (relative to ``configs/``).
 Overrides come last as ``KEY=VALUE`` (values parsed as Python literals; ``+KEY=VALUE`` adds a key).
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (``{}`` on processes other than the main one or when the config has no test data).
     """
     cfg = load_config(args.config_file, args.opts)
+    if getattr(args, "init_from", None):
+        cfg.train.init_checkpoint = args.init_from
     default_setup(cfg, args)
     model = instantiate(cfg.model).to(resolve_device(cfg_get(cfg, "train.device", None)))
     logger.info(f"Model:\n{model}")

@@ -51,6 +51,17 @@ def test_non_finite_loss_names_the_term_and_skips_the_step(bad: float, shown: st
     assert torch.equal(model.linear.weight, before)  # no backward/step with a broken loss
 
 
+def test_non_finite_loss_names_the_batch_images() -> None:
+    def loader():
+        for batch in toy_loader(batch_size=2):
+            yield [dict(d, image_id=100 + i, file_name=f"img{i}.png") for i, d in enumerate(batch)]
+
+    model = ToyRegressor(bad_loss=float("nan"))
+    trainer = SimpleTrainer(model, loader(), torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(FloatingPointError, match=r"100 \(img0.png\), 101 \(img1.png\)"):
+        trainer.train(0, 5)
+
+
 def test_model_must_return_scalar_losses() -> None:
     class Wrong(ToyRegressor):
         def forward(self, batched_inputs):  # type: ignore[override]

@@ -108,6 +108,9 @@ def _inference_single_image(
 class FastRCNNOutputLayers(nn.Module):
     """Linear classifier (K+1 way softmax) and class-specific linear box regressor.
 
+    ``class_dependent_layers`` names the children whose shapes follow ``num_classes``: a fine-tune
+    from a checkpoint with another class count re-initialises exactly these.
+
     Args:
         input_shape: the box head's output shape (its channels are the feature size).
         num_classes: foreground classes K (inferred from the RoI heads).
@@ -117,6 +120,8 @@ class FastRCNNOutputLayers(nn.Module):
         test_score_thresh, test_nms_thresh, test_topk_per_image: inference settings.
         loss_weight: multipliers for "loss_cls" and "loss_box_reg".
     """
+
+    class_dependent_layers = ("cls_score", "bbox_pred")
 
     def __init__(
         self,

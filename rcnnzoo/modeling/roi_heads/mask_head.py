@@ -111,7 +111,11 @@ class MaskRCNNConvUpsampleHead(nn.Module):
         conv_norm: normalization after each 3x3 conv ("" none, "GN", "BN", ...).
         cls_agnostic_mask: one mask per RoI instead of one per class.
         loss_weight: multiplier of "loss_mask".
+
+    ``predictor`` is the class-dependent layer (see ``FastRCNNOutputLayers.class_dependent_layers``).
     """
+
+    class_dependent_layers = ("predictor",)
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Training engine: the train loop and its hooks, script defaults, and the distributed launcher.
+"""Training engine: the train loop and its hooks, script defaults, predictors, and the distributed launcher.
 
 ``do_train``/``do_test`` (in :mod:`rcnnzoo.engine.default_train`) are the functions a training
 script calls; everything they build is public here for scripts that assemble their own loop.
@@ -31,6 +31,7 @@ from .hooks import (
     PeriodicWriter,
 )
 from .launch import launch, launched_by_torchrun
+from .predictor import Predictor, resolve_metadata
 from .train_loop import AMPTrainer, HookBase, Priority, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "cfg_get",
     "resolve_device",
     "DefaultPredictor",
+    "Predictor",
+    "resolve_metadata",
     "do_train",
     "do_test",
     "has_test_data",

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rcnnzoo.checkpoint import Checkpointer
 from rcnnzoo.utils.comm import get_rank, get_world_size, is_main_process
 from rcnnzoo.utils.logger import setup_logger
+
+from .predictor import Predictor
 
 __all__ = [
     "default_argument_parser",
@@ -66,6 +67,13 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--resume",
         action="store_true",
         help="resume from <output_dir>/last_checkpoint if it exists, else start from train.init_checkpoint",
+    )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from these weights only (sets train.init_checkpoint); a different number of classes "
+        "re-initialises the predictor layers. --resume, when a checkpoint exists, takes precedence",
     )
     parser.add_argument("--eval-only", action="store_true", help="evaluate the loaded weights and exit")
     parser.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs) per machine")
@@ -156,8 +164,11 @@ def _save_config(cfg: Any, path: str) -> None:
     logger.info(f"Full config saved to {path}")
 
 
-class DefaultPredictor:
+class DefaultPredictor(Predictor):
     """Run a model from a lazy config on single images; for demos and quick checks.
+
+    A :class:`~rcnnzoo.engine.predictor.Predictor` with ``batch_size=1`` that takes exactly one
+    image; it has the same attributes (``model``, ``input_format``, ``thing_classes``, ...).
 
     Example::
 
@@ -173,19 +184,7 @@ class DefaultPredictor:
                 ``dataloader.test.mapper.augmentations`` and optionally ``train.device``.
             weights: a checkpoint; ``None`` uses ``cfg.train.init_checkpoint``; ``""`` loads nothing.
         """
-        from rcnnzoo.config import instantiate
-        from rcnnzoo.data.transforms import apply_augmentations
-
-        self.cfg = cfg
-        self.input_format = cfg_get(cfg, "model.input_format", "BGR")
-        self.device = resolve_device(cfg_get(cfg, "train.device", None))
-        self.model = instantiate(cfg.model).to(self.device).eval()
-        if weights is None:
-            weights = cfg_get(cfg, "train.init_checkpoint", "")
-        self.load_report = Checkpointer(self.model).load(weights or "")
-        aug_cfgs = cfg_get(cfg, "dataloader.test.mapper.augmentations", [])
-        self.augmentations = [instantiate(a) for a in aug_cfgs]
-        self._apply_augmentations = apply_augmentations
+        super().__init__(cfg, weights, batch_size=1)
 
     def __call__(self, image: np.ndarray) -> dict[str, Any]:
         """Detect objects in one image.
@@ -201,11 +200,7 @@ class DefaultPredictor:
             raise ValueError(
                 f"DefaultPredictor expects an HWC numpy image, got {type(image).__name__} {shape}"
             )
-        height, width = image.shape[:2]
-        resized, _ = self._apply_augmentations(self.augmentations, image)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1))).to(self.device)
-        with torch.no_grad():
-            return self.model([{"image": tensor, "height": height, "width": width}])[0]
+        return super().__call__(image)
 
 
 def resolve_device(name: str | None) -> torch.device:

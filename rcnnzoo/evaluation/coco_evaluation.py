@@ -288,7 +288,11 @@ class COCOEvaluator(DatasetEvaluator):
         output_dir: where ``coco_instances_results.json`` (and, for datasets without a
             ``json_file``, the converted ``<dataset_name>_coco_format.json`` cache) are written.
         max_dets_per_image: pycocotools' limit on scored detections per image *and category*
-            (the highest-scoring ones are kept; default 100).
+            (the highest-scoring ones are kept), i.e. the last entry of COCOeval's
+            ``params.maxDets`` (``[1, 10, max_dets_per_image]``). ``None`` follows the model:
+            ``max(100, the most detections any evaluated image has)``, so no detection is
+            dropped and a model returning up to 100 per image is scored exactly like
+            pycocotools' defaults. Detections beyond an explicit limit are dropped with a warning.
         distributed: gather predictions from all processes and evaluate on the main one.
         use_cached_coco_format: reuse a converted-ground-truth cache found in ``output_dir``.
     """
@@ -313,7 +317,9 @@ class COCOEvaluator(DatasetEvaluator):
         self._dataset_name = dataset_name
         self._tasks = tuple(tasks)
         self._output_dir = output_dir
-        self._max_dets = _max_dets_list(100 if max_dets_per_image is None else int(max_dets_per_image))
+        if max_dets_per_image is not None:
+            _max_dets_list(int(max_dets_per_image))  # validates
+        self._max_dets_per_image = None if max_dets_per_image is None else int(max_dets_per_image)
         self._distributed = distributed
         self._use_cached = use_cached_coco_format
         # Metadata and ground truth are read on the first evaluate(): building an evaluator (e.g.
@@ -368,11 +374,45 @@ class COCOEvaluator(DatasetEvaluator):
             atomic_write_json(coco_results, path)
             logger.info("Saved %d detections to %s", len(coco_results), path)
         image_ids = [r["image_id"] for r in predictions]
+        max_dets = _max_dets_list(self._detections_limit(predictions))
         category_names = {dataset_id: metadata.thing_classes[k] for k, dataset_id in to_dataset_id.items()}
-        return self._eval_predictions(coco_results, image_ids, category_names)
+        return self._eval_predictions(coco_results, image_ids, category_names, max_dets)
+
+    def _detections_limit(self, predictions: list[dict]) -> int:
+        """The detections scored per image and category: the one given, else what the model returned.
+
+        Warns when the given limit drops detections (COCOeval keeps the highest-scoring ones).
+        """
+        if self._max_dets_per_image is None:
+            return max([100, *(len(r["instances"]) for r in predictions)])
+        limit = self._max_dets_per_image
+        # COCOeval applies the limit to each (image, category) pair.
+        counts: dict[tuple[Any, Any], int] = {}
+        for r in predictions:
+            for entry in r["instances"]:
+                key = (r["image_id"], entry["category_id"])
+                counts[key] = counts.get(key, 0) + 1
+        cut_images = {image_id for (image_id, _), n in counts.items() if n > limit}
+        if cut_images:
+            logger.warning(
+                "COCOEvaluator(%r): max_dets_per_image=%d cuts detections on %d of %d images "
+                "(up to %d detections of one category in an image); only the %d highest-scoring per image "
+                "and category are scored, which lowers AP. Leave max_dets_per_image=None to score them all.",
+                self._dataset_name,
+                limit,
+                len(cut_images),
+                len(predictions),
+                max(counts.values()),
+                limit,
+            )
+        return limit
 
     def _eval_predictions(
-        self, coco_results: list[dict], image_ids: list[Any], category_names: dict[Any, str]
+        self,
+        coco_results: list[dict],
+        image_ids: list[Any],
+        category_names: dict[Any, str],
+        max_dets: list[int],
     ) -> dict[str, dict[str, float]]:
         coco_gt = self._load_coco_gt()
         self._check_image_ids(coco_gt, image_ids)
@@ -389,7 +429,7 @@ class COCOEvaluator(DatasetEvaluator):
         for task in self._tasks:
             if task == "segm" and not self._segm_ready(coco_gt, coco_results):
                 continue
-            coco_eval = self._run_cocoeval(coco_gt, coco_results, task, image_ids)
+            coco_eval = self._run_cocoeval(coco_gt, coco_results, task, image_ids, max_dets)
             results[task] = summarize_coco_eval(coco_eval, category_names)
             logger.info(
                 "Evaluation results for %s on %r:\n%s",
@@ -412,9 +452,13 @@ class COCOEvaluator(DatasetEvaluator):
         return True
 
     def _run_cocoeval(
-        self, coco_gt: COCO, coco_results: list[dict], task: str, image_ids: list[Any]
+        self, coco_gt: COCO, coco_results: list[dict], task: str, image_ids: list[Any], max_dets: list[int]
     ) -> COCOeval:
-        """evaluate() + accumulate() of one task, with pycocotools' prints sent to the debug log."""
+        """evaluate() + accumulate() of one task, with pycocotools' prints sent to the debug log.
+
+        ``max_dets`` is COCOeval's ``params.maxDets``; its last entry limits the detections scored
+        per image and category.
+        """
         results = [dict(r) for r in coco_results]  # loadRes adds keys in place
         if task == "segm":
             # With a "bbox" present, loadRes takes detection areas from the boxes, which would
@@ -425,7 +469,7 @@ class COCOEvaluator(DatasetEvaluator):
         with contextlib.redirect_stdout(buffer):
             coco_dt = coco_gt.loadRes(results) if results else _empty_results(coco_gt)
             coco_eval = COCOeval(coco_gt, coco_dt, task)
-            coco_eval.params.maxDets = list(self._max_dets)
+            coco_eval.params.maxDets = list(max_dets)
             coco_eval.params.imgIds = sorted(image_ids)
             coco_eval.evaluate()
             coco_eval.accumulate()

@@ -7,7 +7,9 @@ Example::
         --input photo1.jpg 'more/*.png' --output demo_out/
 
 Each input image is written to ``--output`` as ``<name>.png`` with its detections (boxes,
-class names from the config's test dataset metadata, scores, and masks when the model has them).
+class names, scores, and masks when the model has them). Class names come from the checkpoint
+(saved there by training), else from the config's test dataset metadata, else class indices are
+drawn. For COCO results json over a whole folder, see ``tools/infer.py``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from rcnnzoo.config import LazyConfig, resolve_config_path
-from rcnnzoo.data import MetadataCatalog
 from rcnnzoo.data.mapper import read_image
-from rcnnzoo.engine.defaults import DefaultPredictor, cfg_get
+from rcnnzoo.engine.predictor import Predictor
+from rcnnzoo.tools.infer import split_trailing_overrides
+from rcnnzoo.tools.train_net import load_config
 from rcnnzoo.utils.logger import setup_logger
 from rcnnzoo.utils.visualizer import draw_instances, save_image
 
@@ -42,14 +44,6 @@ def _expand(patterns: Sequence[str]) -> list[str]:
     return paths
 
 
-def _class_names(cfg) -> list[str] | None:
-    names = cfg_get(cfg, "dataloader.test.dataset.names", None)
-    if names is None:
-        return None
-    name = names if isinstance(names, str) else list(names)[0]
-    return MetadataCatalog.get(name).get("thing_classes")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, help="config path or shipped config name")
@@ -66,11 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> list[str]:
     """Run the demo; returns the paths of the drawings written."""
     args = build_parser().parse_args(argv)
+    split_trailing_overrides(args)
     setup_logger(name="rcnnzoo")
-    cfg = LazyConfig.apply_overrides(LazyConfig.load(resolve_config_path(args.config_file)), args.opts or [])
+    cfg = load_config(args.config_file, args.opts)
     paths = _expand(args.input)
-    predictor = DefaultPredictor(cfg, weights=args.weights)
-    class_names = _class_names(cfg)
+    predictor = Predictor(cfg, weights=args.weights)
+    class_names = predictor.thing_classes
     written = []
     for path in tqdm(paths, desc="demo"):
         image = read_image(path, predictor.input_format)

@@ -12,6 +12,15 @@ from .build import (
     trivial_batch_collator,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
+from .checks import (
+    BAD_BOX_MODES,
+    DatasetReport,
+    Problem,
+    check_category_ids,
+    check_dataset_dicts,
+    check_datasets,
+    handle_bad_boxes,
+)
 from .datasets import (
     SHAPES_CLASSES,
     VOC_CLASSES,
@@ -33,12 +42,15 @@ from .transforms import RandomFlip, ResizeShortestEdge, apply_augmentations
 register_all_builtin()
 
 __all__ = [
+    "BAD_BOX_MODES",
     "DatasetCatalog",
     "DatasetMapper",
     "DatasetPath",
+    "DatasetReport",
     "InferenceSampler",
     "Metadata",
     "MetadataCatalog",
+    "Problem",
     "RandomFlip",
     "ResizeShortestEdge",
     "SHAPES_CLASSES",
@@ -48,9 +60,13 @@ __all__ = [
     "apply_augmentations",
     "build_detection_test_loader",
     "build_detection_train_loader",
+    "check_category_ids",
+    "check_dataset_dicts",
+    "check_datasets",
     "generate_shapes",
     "get_datasets_root",
     "get_detection_dataset_dicts",
+    "handle_bad_boxes",
     "load_coco_json",
     "load_voc_instances",
     "read_image",

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_
 from rcnnzoo.utils.comm import get_rank, get_world_size, shared_random_seed
 
 from .catalog import DatasetCatalog, MetadataCatalog
+from .checks import BAD_BOX_MODES, check_category_ids, handle_bad_boxes
 from .samplers import InferenceSampler, TrainingSampler
 
 __all__ = [
@@ -62,38 +63,65 @@ def _log_instance_counts(names: list[str], dicts: list[dict]) -> None:
     logger.info("Instances per category in %s: %s", "+".join(names), by_class or "(none)")
 
 
-def get_detection_dataset_dicts(names: str | Sequence[str], filter_empty: bool = True) -> list[dict]:
+def get_detection_dataset_dicts(
+    names: str | Sequence[str], filter_empty: bool = True, bad_boxes: str = "error"
+) -> list[dict]:
     """Load and concatenate registered datasets.
 
     Args:
         names: one dataset name or several.
-        filter_empty: drop images with no (non-crowd) annotations; wanted for training, not for
-            evaluation.
+        filter_empty: drop images with no (non-crowd) annotations, after ``bad_boxes`` is applied;
+            wanted for training, not for evaluation. The number dropped is logged.
+        bad_boxes: what to do with boxes that have width or height <= 0 (or are not finite),
+            extend beyond their image by more than 1 px, or look like the wrong layout (XYXY in
+            an XYWH dataset or the reverse): ``"error"`` raises, ``"drop"`` removes those
+            annotations, ``"clip"`` clips the boxes outside the image to it and removes the others.
+            ``"drop"`` and ``"clip"`` log how many per kind. See :mod:`rcnnzoo.data.checks`.
 
     Returns:
         the dataset dicts, in the order of ``names`` and of each dataset.
+
+    Raises:
+        KeyError: an unknown name (the message suggests the closest registered ones).
+        ValueError: an empty dataset; a ``category_id`` outside ``0..len(thing_classes) - 1``
+            (listed by image file and annotation id); no image left after ``filter_empty``; with
+            ``bad_boxes="error"``, bad boxes (listed by image file and annotation id); an unknown
+            ``bad_boxes`` value.
     """
     names = [names] if isinstance(names, str) else list(names)
     if not names:
         raise ValueError("get_detection_dataset_dicts needs at least one dataset name")
+    if bad_boxes not in BAD_BOX_MODES:
+        raise ValueError(f"bad_boxes={bad_boxes!r} is not one of {', '.join(map(repr, BAD_BOX_MODES))}")
     dicts: list[dict] = []
     for name in names:
         loaded = DatasetCatalog.get(name)
         if not loaded:
             raise ValueError(f"Dataset {name!r} is empty")
-        dicts.extend(loaded)
+        meta = MetadataCatalog.get(name)
+        json_file = meta.get("json_file")
+        check_category_ids(loaded, meta.get("thing_classes"), name=name, json_file=json_file)
+        dicts.extend(handle_bad_boxes(loaded, bad_boxes, name=name, json_file=json_file))
     has_annotations = any("annotations" in d for d in dicts)
     if filter_empty and has_annotations:
         before = len(dicts)
         dicts = [d for d in dicts if _has_instances(d)]
         logger.info(
-            "Removed %d images with no usable annotations from %s; %d images left.",
+            "Removed %d images with no usable annotations from %s; %d images left [filter_empty=True].",
             before - len(dicts),
             names,
             len(dicts),
         )
         if not dicts:
             raise ValueError(f"No images with annotations left in {names} after filter_empty")
+    elif has_annotations:
+        empty = sum(not _has_instances(d) for d in dicts)
+        logger.info(
+            "Keeping all %d images of %s, %d without annotations [filter_empty=False].",
+            len(dicts),
+            names,
+            empty,
+        )
     if has_annotations:
         _log_instance_counts(names, dicts)
     return dicts

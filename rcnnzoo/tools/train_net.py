@@ -72,6 +72,27 @@ def check_image_format(cfg: Any, model: Any) -> None:
             )
 
 
+def check_training_data(cfg: Any, model: Any, has_test: bool) -> None:
+    """Check the datasets before training starts (``tools/check_dataset.py`` in short) and stop with
+    the report when one has errors: a bad box or a wrong ``num_classes`` found now costs seconds,
+    found as a NaN an hour into training it costs the hour. ``train.check_data=False`` skips this.
+
+    Every process runs the same checks, so all stop together.
+    """
+    from rcnnzoo.data import check_datasets
+
+    reports = check_datasets(cfg, split="both" if has_test else "train", model=model)
+    for report in reports:
+        logger.info(report.format())
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        raise SystemExit(
+            "Stopped before training: the data has problems (see tools/check_dataset.py; "
+            "dataloader.train.dataset.bad_boxes='drop' or 'clip' handles bad boxes).\n\n"
+            + "\n\n".join(r.format() for r in failed)
+        )
+
+
 def _report(cfg: Any, results: dict[str, Any]) -> None:
     """Log the headline numbers and draw a few evaluation images (main process only)."""
     if not is_main_process():
@@ -105,6 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logger.info(f"Model:\n{model}")
     check_image_format(cfg, model)
     has_test = has_test_data(cfg)
+    if not args.eval_only and cfg_get(cfg, "train.check_data", True):
+        check_training_data(cfg, model, has_test)
     if args.eval_only:
         Checkpointer(model).load(cfg_get(cfg, "train.init_checkpoint", ""))
         results = do_test(cfg, model) if has_test else {}

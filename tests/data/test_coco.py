@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from rcnnzoo.data import DatasetCatalog, MetadataCatalog, load_coco_json, register_coco_instances
+from rcnnzoo.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    check_category_ids,
+    load_coco_json,
+    register_coco_instances,
+)
 from rcnnzoo.structures import BoxMode
 
 RLE = {"size": [40, 60], "counts": "Xa05c01O00000O1N2Nd0"}
@@ -59,13 +65,16 @@ def test_missing_json_names_the_path(tmp_path):
         load_coco_json(missing, tmp_path)
 
 
-def test_unknown_category_is_an_error(tmp_path):
+def test_unknown_category_is_kept_for_the_checks_and_refused_before_training(tmp_path):
     json_file = tmp_path / "bad.json"
     coco = _write_coco(json_file)
     coco["annotations"][0]["category_id"] = 99
     json_file.write_text(json.dumps(coco))
-    with pytest.raises(ValueError, match="category_id=99"):
-        load_coco_json(json_file, tmp_path)
+    dicts = load_coco_json(json_file, tmp_path)
+    ann = next(a for d in dicts for a in d["annotations"] if a["id"] == coco["annotations"][0]["id"])
+    assert ann["category_id"] == -1 and ann["dataset_category_id"] == 99
+    with pytest.raises(ValueError, match=r"id 99 in the annotation file"):
+        check_category_ids(dicts, ["cat", "dog", "zebra"], name="bad", json_file=str(json_file))
 
 
 def test_register_coco_instances_is_lazy(tmp_path, catalog_names):

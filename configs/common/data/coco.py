@@ -21,7 +21,8 @@ from rcnnzoo.evaluation import COCOEvaluator
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train"),
+    # COCO 2017 has a few boxes with zero width or height: drop them (logged) rather than fail.
+    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train", bad_boxes="drop"),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[
@@ -37,7 +38,8 @@ dataloader.train = L(build_detection_train_loader)(
 )
 
 dataloader.test = L(build_detection_test_loader)(
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_val", filter_empty=False),
+    # The evaluator scores against the json file itself; dropped boxes change only the loaded dicts.
+    dataset=L(get_detection_dataset_dicts)(names="coco_2017_val", filter_empty=False, bad_boxes="drop"),
     mapper=L(DatasetMapper)(
         is_train=False,
         augmentations=[L(ResizeShortestEdge)(short_edge_length=800, max_size=1333)],

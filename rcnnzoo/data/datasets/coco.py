@@ -53,21 +53,22 @@ def _valid_segmentation(seg: Any) -> Any:
 
 def _convert_annotation(ann: dict, id_map: dict[int, int], json_file: str) -> dict:
     cid = ann.get("category_id")
-    if cid not in id_map:
-        raise ValueError(
-            f"Annotation id={ann.get('id')} in {json_file} has category_id={cid}, which is not among the "
-            f"file's categories {sorted(id_map)}"
-        )
+    # An id that is not among the file's categories is kept as label -1 with the raw id, so that
+    # the dataset checks can list every such annotation at once; get_detection_dataset_dicts
+    # refuses them before training.
+    label = id_map.get(cid, -1)
     bbox = ann.get("bbox")
     if bbox is None or len(bbox) != 4:
         raise ValueError(f"Annotation id={ann.get('id')} in {json_file} has no valid 'bbox' (x, y, w, h): {bbox}")
     out = {
         "bbox": [float(v) for v in bbox],
         "bbox_mode": BoxMode.XYWH_ABS,
-        "category_id": id_map[cid],
+        "category_id": label,
         "iscrowd": int(ann.get("iscrowd", 0)),
         "id": ann.get("id"),
     }
+    if label < 0:
+        out["dataset_category_id"] = cid
     if "segmentation" in ann:
         out["segmentation"] = _valid_segmentation(ann["segmentation"])
     return out

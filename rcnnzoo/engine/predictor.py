@@ -181,7 +181,8 @@ class Predictor:
         self.metadata, self.metadata_source = resolve_metadata(self.load_report.extra.get("metadata"), cfg)
         self.thing_classes: list[str] | None = self.metadata.get("thing_classes")
         self.dataset_id_of: dict[int, int] = _dataset_id_of(self.metadata)
-        self._check_num_classes(cfg_get(cfg, "model.roi_heads.num_classes", None))
+        # the built model's count: the config may compute it (e.g. L(num_classes_of)(...))
+        self._check_num_classes(getattr(getattr(self.model, "roi_heads", None), "num_classes", None))
 
     def _check_num_classes(self, num_classes: int | None) -> None:
         if self.thing_classes is None:

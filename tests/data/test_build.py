@@ -30,10 +30,14 @@ def test_get_detection_dataset_dicts_concatenates_and_filters(catalog_names, cap
     DatasetCatalog.register("tmp_empty", list)
 
     with caplog.at_level(logging.INFO, logger="rcnnzoo.data.build"):
-        kept = get_detection_dataset_dicts(["tmp_a", "tmp_b"])
+        kept = get_detection_dataset_dicts(["tmp_a", "tmp_b"], filter_empty=True)
     assert [d["image_id"] for d in kept] == [0, 3]  # no annotations / only crowd: dropped
     assert "Removed 2 images" in caplog.text
-    assert [d["image_id"] for d in get_detection_dataset_dicts("tmp_a", filter_empty=False)] == [0, 1]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="rcnnzoo.data.build"):
+        every = get_detection_dataset_dicts("tmp_a")  # the default keeps them, and says so
+    assert [d["image_id"] for d in every] == [0, 1]
+    assert "1 without annotations" in caplog.text
     with pytest.raises(ValueError, match="'tmp_empty' is empty"):
         get_detection_dataset_dicts("tmp_empty")
     with pytest.raises(KeyError, match="tmp_c"):

@@ -184,7 +184,7 @@ def test_bad_boxes_are_handled_before_filter_empty(tmp_path, catalog_names, capl
     )
     _register("checks_filter", catalog_names, json_file, tmp_path)
     with caplog.at_level(logging.INFO, logger="rcnnzoo.data"):
-        kept = get_detection_dataset_dicts("checks_filter", bad_boxes="drop")
+        kept = get_detection_dataset_dicts("checks_filter", filter_empty=True, bad_boxes="drop")
     assert [d["image_id"] for d in kept] == [2]
     assert "Removed 1 images" in caplog.text and "filter_empty=True" in caplog.text
     with caplog.at_level(logging.INFO, logger="rcnnzoo.data"):

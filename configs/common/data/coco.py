@@ -22,7 +22,8 @@ dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
     # COCO 2017 has a few boxes with zero width or height: drop them (logged) rather than fail.
-    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train", bad_boxes="drop"),
+    # Images without objects are dropped, as in detectron2's COCO recipes.
+    dataset=L(get_detection_dataset_dicts)(names="coco_2017_train", bad_boxes="drop", filter_empty=True),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[

@@ -21,7 +21,7 @@ from rcnnzoo.evaluation import PascalVOCDetectionEvaluator
 dataloader = OmegaConf.create()
 
 dataloader.train = L(build_detection_train_loader)(
-    dataset=L(get_detection_dataset_dicts)(names=["voc_2007_trainval", "voc_2012_trainval"]),
+    dataset=L(get_detection_dataset_dicts)(names=["voc_2007_trainval", "voc_2012_trainval"], filter_empty=True),
     mapper=L(DatasetMapper)(
         is_train=True,
         augmentations=[

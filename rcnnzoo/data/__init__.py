@@ -21,6 +21,7 @@ from .checks import (
     check_datasets,
     handle_bad_boxes,
 )
+from .classes import num_classes_of, thing_classes_of
 from .datasets import (
     SHAPES_CLASSES,
     VOC_CLASSES,
@@ -36,6 +37,7 @@ from .datasets import (
 )
 from .datasets.builtin import register_all_builtin
 from .mapper import DatasetMapper, read_image
+from .proposals import ProposalFile, attach_proposals, load_proposals, save_proposals
 from .samplers import InferenceSampler, TrainingSampler
 from .transforms import RandomFlip, ResizeShortestEdge, apply_augmentations
 
@@ -51,6 +53,7 @@ __all__ = [
     "Metadata",
     "MetadataCatalog",
     "Problem",
+    "ProposalFile",
     "RandomFlip",
     "ResizeShortestEdge",
     "SHAPES_CLASSES",
@@ -58,6 +61,7 @@ __all__ = [
     "TrainingSampler",
     "VOC_CLASSES",
     "apply_augmentations",
+    "attach_proposals",
     "build_detection_test_loader",
     "build_detection_train_loader",
     "check_category_ids",
@@ -67,12 +71,16 @@ __all__ = [
     "get_datasets_root",
     "get_detection_dataset_dicts",
     "handle_bad_boxes",
+    "num_classes_of",
+    "thing_classes_of",
     "load_coco_json",
+    "load_proposals",
     "load_voc_instances",
     "read_image",
     "register_coco_instances",
     "register_pascal_voc",
     "register_shapes",
+    "save_proposals",
     "transforms",
     "trivial_batch_collator",
 ]

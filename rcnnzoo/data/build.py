@@ -20,6 +20,7 @@ from rcnnzoo.utils.comm import get_rank, get_world_size, shared_random_seed
 
 from .catalog import DatasetCatalog, MetadataCatalog
 from .checks import BAD_BOX_MODES, check_category_ids, handle_bad_boxes
+from .proposals import attach_proposals
 from .samplers import InferenceSampler, TrainingSampler
 
 __all__ = [
@@ -64,19 +65,27 @@ def _log_instance_counts(names: list[str], dicts: list[dict]) -> None:
 
 
 def get_detection_dataset_dicts(
-    names: str | Sequence[str], filter_empty: bool = True, bad_boxes: str = "error"
+    names: str | Sequence[str],
+    filter_empty: bool = False,
+    bad_boxes: str = "error",
+    proposal_files: str | Sequence[str] | None = None,
 ) -> list[dict]:
     """Load and concatenate registered datasets.
 
     Args:
         names: one dataset name or several.
-        filter_empty: drop images with no (non-crowd) annotations, after ``bad_boxes`` is applied;
-            wanted for training, not for evaluation. The number dropped is logged.
+        filter_empty: drop images with no (non-crowd) annotations, after ``bad_boxes`` is applied
+            (never for evaluation). Off by default: images without objects train correctly (they
+            teach the background); either way the number of such images is logged.
         bad_boxes: what to do with boxes that have width or height <= 0 (or are not finite),
             extend beyond their image by more than 1 px, or look like the wrong layout (XYXY in
             an XYWH dataset or the reverse): ``"error"`` raises, ``"drop"`` removes those
             annotations, ``"clip"`` clips the boxes outside the image to it and removes the others.
             ``"drop"`` and ``"clip"`` log how many per kind. See :mod:`rcnnzoo.data.checks`.
+        proposal_files: one proposal file per name (see :mod:`rcnnzoo.data.proposals`, made by
+            ``tools/precompute_proposals.py``), attached before ``filter_empty``: each dict gets
+            ``proposal_boxes``, ``proposal_objectness_logits`` and ``proposal_bbox_mode``, which
+            the :class:`DatasetMapper` turns into the input's ``"proposals"``.
 
     Returns:
         the dataset dicts, in the order of ``names`` and of each dataset.
@@ -86,22 +95,33 @@ def get_detection_dataset_dicts(
         ValueError: an empty dataset; a ``category_id`` outside ``0..len(thing_classes) - 1``
             (listed by image file and annotation id); no image left after ``filter_empty``; with
             ``bad_boxes="error"``, bad boxes (listed by image file and annotation id); an unknown
-            ``bad_boxes`` value.
+            ``bad_boxes`` value; not one proposal file per name, or a proposal file without some
+            of its dataset's images (it names the file and the first missing image ids).
     """
     names = [names] if isinstance(names, str) else list(names)
     if not names:
         raise ValueError("get_detection_dataset_dicts needs at least one dataset name")
     if bad_boxes not in BAD_BOX_MODES:
         raise ValueError(f"bad_boxes={bad_boxes!r} is not one of {', '.join(map(repr, BAD_BOX_MODES))}")
+    if isinstance(proposal_files, str):
+        proposal_files = [proposal_files]
+    if proposal_files is not None and len(proposal_files) != len(names):
+        raise ValueError(
+            f"proposal_files needs one file per dataset: {len(proposal_files)} files for datasets {names}"
+        )
     dicts: list[dict] = []
-    for name in names:
+    for i, name in enumerate(names):
         loaded = DatasetCatalog.get(name)
         if not loaded:
             raise ValueError(f"Dataset {name!r} is empty")
         meta = MetadataCatalog.get(name)
         json_file = meta.get("json_file")
         check_category_ids(loaded, meta.get("thing_classes"), name=name, json_file=json_file)
-        dicts.extend(handle_bad_boxes(loaded, bad_boxes, name=name, json_file=json_file))
+        loaded = handle_bad_boxes(loaded, bad_boxes, name=name, json_file=json_file)
+        if proposal_files is not None:
+            loaded = attach_proposals(loaded, proposal_files[i], dataset_name=name)
+            logger.info("Attached %s to the %d images of %s", proposal_files[i], len(loaded), name)
+        dicts.extend(loaded)
     has_annotations = any("annotations" in d for d in dicts)
     if filter_empty and has_annotations:
         before = len(dicts)
@@ -387,7 +407,8 @@ def build_detection_train_loader(
     """An infinite, resumable iterable of training batches.
 
     Args:
-        dataset: dataset name(s) (loaded with ``filter_empty=True``), a list of dataset dicts,
+        dataset: dataset name(s) (loaded with ``filter_empty=False``; to filter, pass
+            ``get_detection_dataset_dicts(names, filter_empty=True)``), a list of dataset dicts,
             or any sequence.
         mapper: dataset dict -> model input (e.g. :class:`DatasetMapper`); ``None`` keeps the dicts.
         total_batch_size: images per iteration over all ranks; each rank gets
@@ -410,7 +431,7 @@ def build_detection_train_loader(
         raise ValueError(
             f"total_batch_size={total_batch_size} must be a positive multiple of world size {world_size}"
         )
-    data = _as_dataset(dataset, filter_empty=True)
+    data = _as_dataset(dataset, filter_empty=False)
     seed = int(seed) if seed is not None else shared_random_seed()
     if sampler is None:
         sampler = TrainingSampler(len(data), seed=seed)

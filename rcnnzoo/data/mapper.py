@@ -59,6 +59,14 @@ def _boxes_xyxy(annos: list[dict]) -> np.ndarray:
     return boxes
 
 
+def _transformed_boxes(boxes: np.ndarray, tfms: TransformList, image_size: tuple[int, int]) -> Boxes:
+    """Boxes np.ndarray[N, 4] XYXY of the original image -> float32 :class:`Boxes` of the augmented
+    image (of ``image_size``), clipped to it. Ground truth and proposals both go through here."""
+    boxes = Boxes(torch.as_tensor(tfms.apply_box(boxes), dtype=torch.float32).reshape(-1, 4))
+    boxes.clip(image_size)
+    return boxes
+
+
 def _segmentation_to_mask(
     seg: Any, height: int, width: int, tfms: TransformList, out_hw: tuple[int, int]
 ) -> np.ndarray:
@@ -87,6 +95,9 @@ class DatasetMapper:
             model's ``input_format``.
         use_instance_mask: also produce ``instances.gt_masks`` (:class:`BitMasks`, full-image masks
             aligned with the augmented image) from the annotations' ``segmentation`` (polygons or RLE).
+        proposal_topk: for dataset dicts with precomputed proposals (``proposal_boxes``, see
+            :mod:`rcnnzoo.data.proposals`), keep at most this many per image, the best scoring
+            (None: all).
 
     ``__call__(dataset_dict)`` returns a new dict (the input is not modified):
 
@@ -95,7 +106,11 @@ class DatasetMapper:
     * ``file_name``, ``image_id``;
     * in training, ``instances``: ``Instances(image_size=(H, W))`` with ``gt_boxes``
       (:class:`Boxes`, XYXY absolute float32, transformed and clipped to the image) and
-      ``gt_classes`` (int64 Tensor[N]). Crowd annotations and boxes left empty are dropped.
+      ``gt_classes`` (int64 Tensor[N]). Crowd annotations and boxes left empty are dropped;
+    * when the dataset dict has ``proposal_boxes`` (in training and inference), ``proposals``:
+      ``Instances(image_size=(H, W))`` with ``proposal_boxes`` (:class:`Boxes`, transformed and
+      clipped exactly like the ground truth; those left empty are dropped) and
+      ``objectness_logits`` (float32 Tensor[P]), best first.
     """
 
     def __init__(
@@ -105,6 +120,7 @@ class DatasetMapper:
         augmentations: Sequence[Augmentation | Transform],
         image_format: str = "BGR",
         use_instance_mask: bool = False,
+        proposal_topk: int | None = None,
     ):
         if image_format not in SUPPORTED_IMAGE_FORMATS:
             raise ValueError(
@@ -114,6 +130,7 @@ class DatasetMapper:
         self.augmentations = list(augmentations)
         self.image_format = image_format
         self.use_instance_mask = use_instance_mask
+        self.proposal_topk = proposal_topk
         mode = "training" if is_train else "inference"
         logger.info("DatasetMapper for %s, augmentations: %s", mode, self.augmentations)
 
@@ -137,14 +154,27 @@ class DatasetMapper:
         }
         if self.is_train:
             out["instances"] = self._instances(dataset_dict, tfms, (orig_h, orig_w), image.shape[:2])
+        if "proposal_boxes" in dataset_dict:
+            out["proposals"] = self._proposals(dataset_dict, tfms, image.shape[:2])
         return out
+
+    def _proposals(self, dataset_dict: dict, tfms: TransformList, image_size: tuple[int, int]) -> Instances:
+        """The dataset dict's precomputed proposals, transformed with the image; best ``proposal_topk``."""
+        boxes = np.asarray(dataset_dict["proposal_boxes"], dtype=np.float64).reshape(-1, 4)
+        mode = BoxMode(int(dataset_dict.get("proposal_bbox_mode", BoxMode.XYXY_ABS)))
+        boxes = BoxMode.convert(boxes, mode, BoxMode.XYXY_ABS)
+        logits = torch.as_tensor(np.asarray(dataset_dict["proposal_objectness_logits"]), dtype=torch.float32)
+        order = torch.sort(logits, descending=True, stable=True).indices
+        boxes = _transformed_boxes(boxes[order.numpy()], tfms, image_size)
+        keep = boxes.nonempty()
+        proposals = Instances(image_size, proposal_boxes=boxes[keep], objectness_logits=logits[order][keep])
+        return proposals[: self.proposal_topk] if self.proposal_topk is not None else proposals
 
     def _instances(
         self, dataset_dict: dict, tfms: TransformList, orig_size: tuple[int, int], image_size: tuple[int, int]
     ) -> Instances:
         annos = [a for a in dataset_dict.get("annotations", []) if not a.get("iscrowd", 0)]
-        boxes = Boxes(torch.as_tensor(tfms.apply_box(_boxes_xyxy(annos)), dtype=torch.float32).reshape(-1, 4))
-        boxes.clip(image_size)
+        boxes = _transformed_boxes(_boxes_xyxy(annos), tfms, image_size)
         classes = torch.as_tensor([a["category_id"] for a in annos], dtype=torch.int64)
         keep = boxes.nonempty()
         instances = Instances(image_size, gt_boxes=boxes[keep], gt_classes=classes[keep])

@@ -23,6 +23,15 @@ def _test_dataset_name(cfg: Any) -> str | None:
     return names if isinstance(names, str) else (list(names)[0] if len(names) else None)
 
 
+def _top_proposals(proposals: Any, k: int = 20) -> Any:
+    """The ``k`` best proposals as drawable instances (one class, no scores)."""
+    from rcnnzoo.structures import Instances
+
+    order = proposals.objectness_logits.argsort(descending=True)[:k]
+    boxes = proposals.proposal_boxes[order]
+    return Instances(proposals.image_size, pred_boxes=boxes, pred_classes=torch.zeros(len(boxes), dtype=torch.int64))
+
+
 def draw_predictions(
     cfg: Any,
     model: nn.Module,
@@ -34,7 +43,8 @@ def draw_predictions(
     """Run ``model`` on the first ``num_images`` images of ``cfg.dataloader.test`` and save drawings.
 
     Each picture is the original image with the detections scoring at least ``score_threshold``
-    (boxes, class names from the dataset's metadata, scores, masks when predicted), written to
+    (boxes, class names from the dataset's metadata, scores, masks when predicted; for a proposal
+    network, its 20 best proposals), written to
     ``<output_dir>/predictions/<image stem>.png``.
 
     With ``to_event_storage`` the pictures also go to the current event storage (as
@@ -52,7 +62,10 @@ def draw_predictions(
     mapper = instantiate(cfg.dataloader.test.mapper)
     name = _test_dataset_name(cfg)
     class_names = MetadataCatalog.get(name).get("thing_classes") if name else None
-    device = next(model.parameters()).device
+    # (a proposal network of selective search has no parameters, hence the buffers and the default)
+    tensor = next(iter(model.parameters()), None)
+    tensor = tensor if tensor is not None else next(iter(model.buffers()), None)
+    device = tensor.device if tensor is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     paths = []
@@ -61,9 +74,13 @@ def draw_predictions(
             inputs = mapper(dict(dataset_dict))
             inputs["image"] = inputs["image"].to(device)
             with torch.no_grad():
-                instances = model([inputs])[0]["instances"].to("cpu")
+                output = model([inputs])[0]
             image = read_image(dataset_dict["file_name"], "RGB")
-            drawing = draw_instances(image, instances, class_names, score_threshold=score_threshold)
+            if "instances" in output:
+                instances = output["instances"].to("cpu")
+                drawing = draw_instances(image, instances, class_names, score_threshold=score_threshold)
+            else:  # a proposal network: its best proposals, unlabelled
+                drawing = draw_instances(image, _top_proposals(output["proposals"].to("cpu")), ["proposal"])
             stem = os.path.splitext(os.path.basename(dataset_dict["file_name"]))[0]
             path = os.path.join(output_dir, "predictions", f"{stem}.png")
             save_image(drawing, path)

@@ -9,9 +9,16 @@ from .anchor_generator import ANCHOR_GENERATOR_REGISTRY, DefaultAnchorGenerator
 from .backbone import BACKBONE_REGISTRY, FPN, VGG16, Backbone, MobileNetV3, ResNet, TinyNet
 from .box_regression import Box2BoxTransform
 from .matcher import Matcher
-from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN
-from .poolers import ROI_POOLER_REGISTRY, RoIAlign, RoIPool
-from .proposal_generator import PROPOSAL_GENERATOR_REGISTRY, RPN, RPN_HEAD_REGISTRY, StandardRPNHead
+from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork
+from .poolers import ROI_POOLER_REGISTRY, RoIAlign, RoIPool, SPPPooler
+from .proposal_generator import (
+    PROPOSAL_GENERATOR_REGISTRY,
+    RPN,
+    RPN_HEAD_REGISTRY,
+    PrecomputedProposals,
+    SelectiveSearch,
+    StandardRPNHead,
+)
 from .roi_heads import (
     ROI_BOX_HEAD_REGISTRY,
     ROI_BOX_PREDICTOR_REGISTRY,
@@ -19,6 +26,7 @@ from .roi_heads import (
     ROI_MASK_HEAD_REGISTRY,
     FastRCNNConvFCHead,
     FastRCNNOutputLayers,
+    LinearSVMOutputLayers,
     MaskRCNNConvUpsampleHead,
     Res5BoxHead,
     Res5ROIHeads,
@@ -49,12 +57,17 @@ __all__ = [
     "FastRCNNConvFCHead",
     "FastRCNNOutputLayers",
     "GeneralizedRCNN",
+    "LinearSVMOutputLayers",
     "Matcher",
     "MaskRCNNConvUpsampleHead",
+    "PrecomputedProposals",
+    "ProposalNetwork",
     "Res5BoxHead",
     "Res5ROIHeads",
     "RoIAlign",
     "RoIPool",
+    "SPPPooler",
+    "SelectiveSearch",
     "ShapeSpec",
     "StandardROIHeads",
     "StandardRPNHead",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,7 +15,22 @@ from rcnnzoo.structures import ImageList, Instances
 from .build import META_ARCH_REGISTRY
 from .postprocessing import detector_postprocess
 
-__all__ = ["GeneralizedRCNN"]
+__all__ = ["GeneralizedRCNN", "run_proposal_generator"]
+
+_TRAIN_MODES = ("joint", "rpn", "detector")
+
+
+def run_proposal_generator(
+    generator: nn.Module,
+    batched_inputs: list[dict],
+    images: ImageList,
+    features: dict[str, torch.Tensor],
+    gt_instances: list[Instances] | None,
+) -> tuple[list[Instances], dict[str, torch.Tensor]]:
+    """Call ``generator``, passing ``batched_inputs=`` to those with ``uses_batched_inputs = True``."""
+    if getattr(generator, "uses_batched_inputs", False):
+        return generator(images, features, gt_instances, batched_inputs=batched_inputs)
+    return generator(images, features, gt_instances)
 
 
 @META_ARCH_REGISTRY.register()
@@ -28,12 +44,24 @@ class GeneralizedRCNN(nn.Module):
     mode a list of ``{"instances": Instances(pred_boxes, scores, pred_classes)}``.
 
     ``proposal_generator`` and ``roi_heads`` may be lazy configs: they are built here with
-    ``input_shape=backbone.output_shape()``.
+    ``input_shape=backbone.output_shape()`` (and the proposal generator with ``input_format``
+    when it takes one). A proposal generator with ``uses_batched_inputs = True`` (selective
+    search, precomputed proposals) is also passed ``batched_inputs=``.
 
     Args:
         pixel_mean, pixel_std: per-channel normalization in ``input_format`` order; kept as
             buffers so checkpoints carry them.
         input_format: "BGR" or "RGB", the channel order the model expects.
+        train_mode: which losses training computes: ``"joint"`` (RPN and detector, approximate
+            joint training), ``"rpn"`` (the RoI heads do not run; steps 1 and 3 of the paper's
+            alternating training) or ``"detector"`` (the proposal generator only proposes and its
+            losses are left out; steps 2 and 4). Inference is the same in every mode.
+
+    Attributes:
+        proposal_features: ``None``, or a callable ``Tensor[N, 3, H, W] -> dict[str, Tensor]`` whose
+            features the proposal generator reads instead of ``backbone``'s: step 2 of alternating
+            training gives the RPN a separate, frozen backbone (see :mod:`rcnnzoo.engine.stages`).
+            A plain attribute, not a submodule, so checkpoints hold only the model's own weights.
     """
 
     _deferred_args_ = ("proposal_generator", "roi_heads")
@@ -47,13 +75,18 @@ class GeneralizedRCNN(nn.Module):
         pixel_mean: tuple[float, float, float],
         pixel_std: tuple[float, float, float],
         input_format: str = "BGR",
+        train_mode: str = "joint",
     ):
         super().__init__()
         if input_format not in ("BGR", "RGB"):
             raise ValueError(f"input_format must be 'BGR' or 'RGB', got {input_format!r}")
+        if train_mode not in _TRAIN_MODES:
+            raise ValueError(f"train_mode must be one of {_TRAIN_MODES}, got {train_mode!r}")
+        self.train_mode = train_mode
+        self.proposal_features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
         self.backbone = backbone
         shape = backbone.output_shape()
-        self.proposal_generator = build_part(proposal_generator, input_shape=shape)
+        self.proposal_generator = build_part(proposal_generator, input_shape=shape, input_format=input_format)
         self.roi_heads = build_part(roi_heads, input_shape=shape)
         self.input_format = input_format
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
@@ -79,15 +112,30 @@ class GeneralizedRCNN(nn.Module):
         images = self.preprocess_image(batched_inputs)
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
         features = self.backbone(images.tensor)
-        proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
+        rpn_features = self._proposal_input(images, features)
+        proposals, proposal_losses = run_proposal_generator(
+            self.proposal_generator, batched_inputs, images, rpn_features, gt_instances
+        )
+        if self.train_mode == "rpn":
+            return proposal_losses
         _, detector_losses = self.roi_heads(images, features, proposals, gt_instances)
+        if self.train_mode == "detector":
+            return detector_losses
         return {**detector_losses, **proposal_losses}
+
+    def _proposal_input(self, images: ImageList, features: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The features the proposal generator reads: ``features`` (the shared backbone's), or
+        those of :attr:`proposal_features` when set."""
+        return features if self.proposal_features is None else self.proposal_features(images.tensor)
 
     def inference(self, batched_inputs: list[dict], do_postprocess: bool = True) -> list[dict] | list[Instances]:
         """Detections for each input, rescaled to its ``height`` x ``width`` when ``do_postprocess``."""
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        proposals, _ = self.proposal_generator(images, features, None)
+        rpn_features = self._proposal_input(images, features)
+        proposals, _ = run_proposal_generator(
+            self.proposal_generator, batched_inputs, images, rpn_features, None
+        )
         results, _ = self.roi_heads(images, features, proposals, None)
         if not do_postprocess:
             return results

@@ -17,7 +17,13 @@ from rcnnzoo.modeling.box_regression import Box2BoxTransform, smooth_l1_or_l1
 from rcnnzoo.structures import Boxes, Instances
 from rcnnzoo.utils.registry import Registry
 
-__all__ = ["ROI_BOX_PREDICTOR_REGISTRY", "FastRCNNOutputLayers", "fast_rcnn_losses", "fast_rcnn_inference"]
+__all__ = [
+    "ROI_BOX_PREDICTOR_REGISTRY",
+    "FastRCNNOutputLayers",
+    "fast_rcnn_box_loss",
+    "fast_rcnn_inference",
+    "fast_rcnn_losses",
+]
 
 ROI_BOX_PREDICTOR_REGISTRY = Registry("ROI_BOX_PREDICTOR")
 ROI_BOX_PREDICTOR_REGISTRY.__doc__ = """Box predictors (softmax classifier, per-class SVMs), built
@@ -42,19 +48,42 @@ def fast_rcnn_losses(
         proposal_boxes, gt_boxes (Tensor[R, 4]): the RoIs and their matched ground truth.
     Returns:
         {"loss_cls": cross entropy averaged over the R RoIs,
-         "loss_box_reg": box loss summed over foreground RoIs, divided by R}.
+         "loss_box_reg": see :func:`fast_rcnn_box_loss`}.
     """
     num_classes = scores.shape[1] - 1
     loss_cls = F.cross_entropy(scores, gt_classes, reduction="mean") if len(gt_classes) else scores.sum() * 0
+    loss_box = fast_rcnn_box_loss(
+        deltas, gt_classes, proposal_boxes, gt_boxes, box2box_transform, num_classes, smooth_l1_beta
+    )
+    return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
+
+
+def fast_rcnn_box_loss(
+    deltas: torch.Tensor,
+    gt_classes: torch.Tensor,
+    proposal_boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    box2box_transform: Box2BoxTransform,
+    num_classes: int,
+    smooth_l1_beta: float = 0.0,
+) -> torch.Tensor:
+    """The box term of Fast R-CNN's loss: the ground-truth class's deltas on the foreground RoIs.
+
+    Args:
+        deltas (Tensor[R, 4*K] or Tensor[R, 4]): class-specific (or agnostic) box deltas.
+        gt_classes (Tensor[R] int64): in [0, K], K = background (``num_classes``).
+        proposal_boxes, gt_boxes (Tensor[R, 4]): the RoIs and their matched ground truth.
+    Returns:
+        scalar Tensor: smooth L1 (or L1) summed over the foreground RoIs, divided by R.
+    """
     fg = ((gt_classes >= 0) & (gt_classes < num_classes)).nonzero().squeeze(1)
     if deltas.shape[1] == 4:  # class-agnostic regression
         fg_deltas = deltas[fg]
     else:
-        fg_deltas = deltas.view(len(deltas), -1, 4)[fg, gt_classes[fg]]
+        fg_deltas = deltas.view(len(deltas), deltas.shape[1] // 4, 4)[fg, gt_classes[fg]]  # also for 0 RoIs
     target = box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])
     # dividing by all RoIs (not only foreground) weighs each RoI equally, as the paper's lambda=1 with [u >= 1]
-    loss_box = smooth_l1_or_l1(fg_deltas, target, smooth_l1_beta) / max(len(gt_classes), 1)
-    return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
+    return smooth_l1_or_l1(fg_deltas, target, smooth_l1_beta) / max(len(gt_classes), 1)
 
 
 def fast_rcnn_inference(

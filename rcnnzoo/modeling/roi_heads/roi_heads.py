@@ -31,6 +31,7 @@ def sample_rois(
     num_classes: int,
     batch_size_per_image: int,
     positive_fraction: float,
+    with_class_ious: bool = False,
 ) -> Instances:
     """Label one image's proposals and sample a minibatch of them (Fast R-CNN §2.3).
 
@@ -42,10 +43,13 @@ def sample_rois(
         the sampled proposals with ``gt_classes`` (Tensor[S] int64), ``gt_boxes`` (Boxes[S]; for
         background RoIs, the proposal box itself so deltas stay finite) and ``gt_indices``
         (Tensor[S] int64, the matched ground truth's index in ``targets``; meaningless for
-        background), which the mask branch uses to find each RoI's ground-truth mask.
+        background), which the mask branch uses to find each RoI's ground-truth mask. With
+        ``with_class_ious`` also ``gt_class_ious`` (Tensor[S, K]: each RoI's best IoU with a box
+        of each class), which R-CNN's per-class SVM negatives need.
     """
     gt_boxes = targets.gt_boxes.tensor
-    matches, match_labels = matcher(box_iou(gt_boxes, proposals.proposal_boxes.tensor))
+    iou = box_iou(gt_boxes, proposals.proposal_boxes.tensor)
+    matches, match_labels = matcher(iou)
     if len(gt_boxes):
         classes = targets.gt_classes[matches].clone()
         matched_boxes = gt_boxes[matches]
@@ -63,6 +67,12 @@ def sample_rois(
     boxes[bg] = sampled.proposal_boxes.tensor[bg]
     sampled.gt_boxes = Boxes(boxes)
     sampled.gt_indices = matches[keep]
+    if with_class_ious:
+        iou_kept = iou[:, keep]
+        class_ious = iou_kept.new_zeros(len(keep), num_classes)
+        for k in targets.gt_classes.unique().tolist():
+            class_ious[:, k] = iou_kept[targets.gt_classes == k].amax(dim=0)
+        sampled.gt_class_ious = class_ious
     return sampled
 
 
@@ -156,7 +166,15 @@ class StandardROIHeads(nn.Module):
         if self.proposal_append_gt:
             proposals = add_ground_truth_to_proposals(targets, proposals)
         return [
-            sample_rois(p, t, self.proposal_matcher, self.num_classes, self.batch_size_per_image, self.positive_fraction)
+            sample_rois(
+                p,
+                t,
+                self.proposal_matcher,
+                self.num_classes,
+                self.batch_size_per_image,
+                self.positive_fraction,
+                with_class_ious=getattr(self.box_predictor, "needs_gt_class_ious", False),
+            )
             for p, t in zip(proposals, targets)
         ]
 

@@ -36,6 +36,7 @@ from rcnnzoo.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, T
 
 from . import hooks
 from .defaults import cfg_get, resolve_device
+from .freeze import freeze_parameters
 from .train_loop import AMPTrainer, HookBase, SimpleTrainer
 
 __all__ = ["do_train", "do_test", "has_test_data", "build_optimizer", "default_writers", "create_ddp_model"]
@@ -72,6 +73,13 @@ def default_writers(output_dir: str, max_iter: int) -> list[EventWriter]:
         JSONWriter(os.path.join(output_dir, "metrics.json")),
         TensorboardWriter(output_dir),
     ]
+
+
+def _freeze(cfg: Any, model: nn.Module) -> None:
+    """Apply ``train.freeze`` (see :mod:`rcnnzoo.engine.freeze`) and log what trains."""
+    patterns = cfg_get(cfg, "train.freeze", None) or []
+    report = freeze_parameters(model, [str(p) for p in patterns])
+    logger.info(report.summary())
 
 
 def _build_trainer(cfg: Any, model: nn.Module, optimizer: torch.optim.Optimizer) -> SimpleTrainer:
@@ -200,7 +208,11 @@ def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict[str, A
             differs, the class-dependent predictor layers keep their fresh initialization).
 
     Optional ``train`` keys (absent: off): ``clip_grad = dict(type="norm" | "value", value=...,
-    norm_type=2.0)``, ``best_checkpoint = dict(metric="bbox/AP", mode="max" | "min")``.
+    norm_type=2.0)``, ``best_checkpoint = dict(metric="bbox/AP", mode="max" | "min")``,
+    ``freeze = ["backbone", ...]`` (parameters that do not train, by module path or pattern; see
+    :mod:`rcnnzoo.engine.freeze`), ``stages = [dict(name=..., ...), ...]`` (train in stages, e.g.
+    Faster R-CNN's alternating training: :func:`rcnnzoo.engine.stages.train_in_stages`, to which
+    this function then hands the whole run).
 
     Returns:
         The results of the last evaluation (the one after the last iteration), nested like
@@ -208,7 +220,12 @@ def do_train(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict[str, A
     """
     from rcnnzoo.config import instantiate
 
+    if cfg_get(cfg, "train.stages", None):
+        from .stages import train_in_stages
+
+        return train_in_stages(cfg, model, resume=resume)
     model.to(resolve_device(cfg_get(cfg, "train.device", None))).train()
+    _freeze(cfg, model)  # before the optimizer is built: frozen parameters are not given to it
     max_iter = int(cfg_get(cfg, "train.max_iter"))
     optimizer = build_optimizer(cfg, model)
     trainer = _build_trainer(cfg, model, optimizer)

@@ -28,6 +28,14 @@ _EXPECTED = {
     "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
     "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.py",
     "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py",
+    "Shapes/faster_rcnn_tiny_fpn_alternating.py",
+    "Shapes/faster_rcnn_svm_tiny_fpn.py",
+    "Shapes/selective_search_proposals.py",
+    "PascalVOC-Detection/faster_rcnn_vgg16_alternating.py",
+    "PascalVOC-Detection/fast_rcnn_vgg16.py",
+    "PascalVOC-Detection/fast_rcnn_R_50_C4.py",
+    "PascalVOC-Detection/sppnet_vgg16.py",
+    "PascalVOC-Detection/sppnet_vgg16_svm.py",
 }
 
 

@@ -1,4 +1,5 @@
-"""Training in stages from one config: Faster R-CNN's 4-step alternating training (Ren et al. 2015, §3.2).
+"""Training in stages from one config: Faster R-CNN's 4-step alternating training (Ren et al. 2015, §3.2),
+R-CNN's fine-tuning, SVMs and box regressors (Girshick et al. 2014; :mod:`rcnnzoo.engine.rcnn_stages`).
 
 A config with ``train.stages`` trains its stages one after the other; :func:`do_train
 <rcnnzoo.engine.do_train>` hands such a config to :func:`train_in_stages`::
@@ -20,8 +21,18 @@ of the stage's progress, so the config's schedule stretches to each stage), chec
 Stage keys:
 
 * ``name`` (required): the stage's folder name, unique.
-* ``share`` or ``max_iter`` (one of them): the stage's iterations, as a share of ``train.max_iter``
-  (the shares are rounded so that they add up exactly) or as a number.
+* ``share`` or ``max_iter`` (one of them, except in a ``run`` stage): the stage's iterations, as a
+  share of ``train.max_iter`` (the shares are rounded so that they add up exactly) or as a number.
+* ``run``: a stage that does not train by SGD: a ``LazyCall`` node of an object called as
+  ``step(cfg, model) -> dict`` with the stage's config and its model (built and initialised as
+  for any stage), which it changes in place (e.g. R-CNN's SVMs fitted on cached features:
+  :class:`~rcnnzoo.engine.rcnn_stages.TrainSVMs`). The runner then saves the model as the stage's
+  ``model_final.pth`` and evaluates it if the stage evaluates. It takes no ``share``/``max_iter``.
+* ``replace``: ``{dotted key: value}`` set in the stage's config before its ``overrides``; unlike
+  those, a value may be a config node, e.g. ``{"model.box_predictor": L(FastRCNNOutputLayers)()}``
+  fine-tunes with a softmax a model whose final predictor is SVMs. Weights pass between stages by
+  name: those the next stage's model lacks are dropped and those it adds keep their
+  initialization (both are logged).
 * ``train_mode``: the model's ``train_mode``: ``"joint"`` (default), ``"rpn"`` (only the RPN's
   losses; the RoI heads do not run and are frozen) or ``"detector"`` (only the RoI heads' losses;
   the proposal generator only proposes and is frozen).
@@ -92,6 +103,8 @@ _KEYS = (
     "lr_multiplier",
     "overrides",
     "evaluate",
+    "run",
+    "replace",
 )
 # The part that gets no loss in each mode, frozen so that the log and the optimizer say so.
 _FROZEN_BY_MODE = {"joint": [], "rpn": ["roi_heads"], "detector": ["proposal_generator"]}
@@ -112,6 +125,8 @@ class Stage:
     lr_multiplier: Any = None
     overrides: list[str] = field(default_factory=list)
     evaluate: bool = False
+    run: Any = None
+    replace: dict[str, Any] = field(default_factory=dict)
 
 
 def _plain(value: Any) -> Any:
@@ -124,7 +139,7 @@ def _plain(value: Any) -> Any:
 
 
 def stage_iterations(specs: Sequence[Any], total: int) -> list[int]:
-    """Each stage's iterations: its ``max_iter``, or its ``share`` of ``total``.
+    """Each stage's iterations: its ``max_iter``, or its ``share`` of ``total``; 0 for a ``run`` stage.
 
     Shares are rounded on their running sum, so shares that add up to 1 give exactly ``total``
     iterations (0.2/0.4/0.2/0.2 of 32 -> 6, 13, 7, 6).
@@ -132,6 +147,11 @@ def stage_iterations(specs: Sequence[Any], total: int) -> list[int]:
     iters, cumulative, done = [], 0.0, 0
     for i, spec in enumerate(specs):
         share, fixed = spec.get("share"), spec.get("max_iter")
+        if spec.get("run") is not None:
+            if share is not None or fixed is not None:
+                raise ValueError(f"train.stages[{i}] is a 'run' stage: it takes no 'share' or 'max_iter'")
+            iters.append(0)
+            continue
         if (share is None) == (fixed is None):
             raise ValueError(
                 f"train.stages[{i}] needs exactly one of 'share' or 'max_iter', got {dict(spec)}"
@@ -145,7 +165,7 @@ def stage_iterations(specs: Sequence[Any], total: int) -> list[int]:
         end = round(cumulative * total)
         iters.append(end - done)
         done = end
-    bad = [i for i, n in enumerate(iters) if n < 1]
+    bad = [i for i, (n, spec) in enumerate(zip(iters, specs)) if n < 1 and spec.get("run") is None]
     if bad:
         raise ValueError(f"train.stages{bad} get fewer than 1 iteration ({iters} of train.max_iter={total})")
     return iters
@@ -200,9 +220,32 @@ def parse_stages(cfg: Any) -> list[Stage]:
                 lr_multiplier=spec.get("lr_multiplier"),
                 overrides=list(_plain(spec.get("overrides")) or []),
                 evaluate=bool(spec.get("evaluate", i == len(specs) - 1)),
+                run=spec.get("run"),
+                replace=_replacements(cfg, i, spec.get("replace")),
             )
         )
     return stages
+
+
+def _replacements(cfg: Any, index: int, replace: Any) -> dict[str, Any]:
+    """A stage's ``replace``, checked now against the config (each key must exist)."""
+    from omegaconf import DictConfig
+
+    from rcnnzoo.config.lazy_config import _set_dotted
+
+    if replace is None:
+        return {}
+    if not isinstance(replace, (dict, DictConfig)):
+        raise ValueError(
+            f"train.stages[{index}].replace must map dotted config keys to values, got {replace!r}"
+        )
+    trial = copy.deepcopy(cfg)
+    for key, value in replace.items():
+        try:
+            _set_dotted(trial, str(key), copy.deepcopy(value), add=False)
+        except KeyError as e:
+            raise ValueError(f"train.stages[{index}].replace: {e.args[0]}") from e
+    return {str(k): v for k, v in replace.items()}
 
 
 def _check_init_from(index: int, init_from: str, earlier: list[str], names: list[str]) -> None:
@@ -222,13 +265,16 @@ def _check_init_from(index: int, init_from: str, earlier: list[str], names: list
 
 def stage_config(cfg: Any, stage: Stage) -> Any:
     """The config one stage trains with: a copy of ``cfg`` without ``train.stages``, in
-    ``<output_dir>/<name>``, with the stage's iterations, freeze patterns, ``model.train_mode``,
-    schedule and overrides, no ``init_checkpoint`` (:func:`train_in_stages` loads the initial
-    weights), and without evaluation unless the stage evaluates."""
+    ``<output_dir>/<name>``, with the stage's replacements, iterations, freeze patterns,
+    ``model.train_mode``, schedule and overrides, no ``init_checkpoint`` (:func:`train_in_stages`
+    loads the initial weights), and without evaluation unless the stage evaluates."""
     from rcnnzoo.config import LazyConfig
+    from rcnnzoo.config.lazy_config import _set_dotted
 
     scfg = copy.deepcopy(cfg)
     scfg.train.pop("stages")
+    for key, value in stage.replace.items():
+        _set_dotted(scfg, key, copy.deepcopy(value), add=False)
     scfg.train.output_dir = os.path.join(cfg_get(cfg, "train.output_dir"), stage.name)
     scfg.train.max_iter = stage.max_iter
     scfg.train.init_checkpoint = ""
@@ -415,7 +461,9 @@ def train_in_stages(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict
         stage_resume = resume and i == first
         if not stage_resume:
             _forget_old_run(stage_dir)
-        resuming = stage_resume and os.path.isfile(os.path.join(stage_dir, "last_checkpoint"))
+        # a run stage is not resumed from within: it starts again from its initial weights
+        own_checkpoint = os.path.isfile(os.path.join(stage_dir, "last_checkpoint"))
+        resuming = stage_resume and stage.run is None and own_checkpoint
         source = "its last checkpoint" if resuming else _init_path(cfg, stages, i) or "scratch"
         extra = f", proposals from {stage.proposals_from}" if stage.proposals_from else ""
         logger.info(
@@ -426,7 +474,10 @@ def train_in_stages(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict
         stage_model = _build_stage_model(cfg, stages, i, scfg, resuming)
         if is_main_process():
             _save_stage_config(scfg, stage_dir)
-        results = do_train(scfg, stage_model, resume=stage_resume)
+        if stage.run is not None:
+            results = _run_stage(scfg, stage, stage_model)
+        else:
+            results = do_train(scfg, stage_model, resume=stage_resume)
         synchronize()
         completed.append(stage.name)
         _write_completed(output_dir, completed)
@@ -442,6 +493,43 @@ def train_in_stages(cfg: Any, model: nn.Module, *, resume: bool = False) -> dict
     if has_test_data(cfg) and not evaluated:
         results = _evaluate_and_draw(cfg, model)
     return results
+
+
+def _run_stage(scfg: Any, stage: Stage, model: nn.Module) -> dict[str, Any]:
+    """A ``run`` stage: its step changes ``model``, which is then saved as the stage's
+    ``model_final.pth`` (with the training data's classes) and evaluated if the stage evaluates.
+
+    Returns:
+        the evaluation results, or ``{}``.
+    """
+    from rcnnzoo.checkpoint import ClassMetadata, class_metadata_of
+    from rcnnzoo.config import instantiate
+    from rcnnzoo.utils.events import EventStorage
+
+    from .default_train import _evaluate_and_draw, has_test_data
+
+    step = instantiate(stage.run)
+    if not callable(step):
+        raise TypeError(
+            f"train.stages {stage.name!r}: 'run' must build a callable step(cfg, model), got {type(step).__name__}"
+        )
+    model.to(resolve_device(cfg_get(scfg, "train.device", None)))
+    summary = step(scfg, model)
+    logger.info(f"{stage.name}: {summary}")
+    stage_dir = cfg_get(scfg, "train.output_dir")
+    extra: dict[str, Any] = {}
+    names = cfg_get(scfg, "dataloader.train.dataset.names", None)
+    metadata = class_metadata_of(names) if names else None
+    if metadata is not None:
+        extra["metadata"] = ClassMetadata(metadata)
+    checkpointer = Checkpointer(model, stage_dir, save_to_disk=is_main_process(), **extra)
+    checkpointer.save("model_final", tag_last=False)
+    synchronize()
+    if not (stage.evaluate and has_test_data(scfg)):
+        return {}
+    # the drawings also go to an event storage, which a training loop would have open
+    with EventStorage(start_iter=0):
+        return _evaluate_and_draw(scfg, model)
 
 
 def _save_stage_config(scfg: Any, stage_dir: str) -> None:

@@ -9,7 +9,7 @@ from .anchor_generator import ANCHOR_GENERATOR_REGISTRY, DefaultAnchorGenerator
 from .backbone import BACKBONE_REGISTRY, FPN, VGG16, Backbone, MobileNetV3, ResNet, TinyNet
 from .box_regression import Box2BoxTransform
 from .matcher import Matcher
-from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork
+from .meta_arch import META_ARCH_REGISTRY, RCNN, GeneralizedRCNN, ProposalNetwork
 from .poolers import ROI_POOLER_REGISTRY, RoIAlign, RoIPool, SPPPooler
 from .proposal_generator import (
     PROPOSAL_GENERATOR_REGISTRY,
@@ -62,6 +62,7 @@ __all__ = [
     "MaskRCNNConvUpsampleHead",
     "PrecomputedProposals",
     "ProposalNetwork",
+    "RCNN",
     "Res5BoxHead",
     "Res5ROIHeads",
     "RoIAlign",

@@ -36,6 +36,8 @@ _EXPECTED = {
     "PascalVOC-Detection/fast_rcnn_R_50_C4.py",
     "PascalVOC-Detection/sppnet_vgg16.py",
     "PascalVOC-Detection/sppnet_vgg16_svm.py",
+    "Shapes/rcnn_tiny.py",
+    "PascalVOC-Detection/rcnn_vgg16.py",
 }
 
 

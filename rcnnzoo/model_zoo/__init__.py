@@ -17,7 +17,9 @@ from typing import Any
 
 from rcnnzoo.config import LazyConfig, resolve_config_path
 
-__all__ = ["get_config", "get_config_file"]
+from .download import DownloadError, download
+
+__all__ = ["DownloadError", "download", "get_config", "get_config_file"]
 
 
 def get_config_file(name: str) -> str:

@@ -1,5 +1,5 @@
 """Images without objects train: a batch of only empty images gives finite losses with zero box
-losses, and gradients that are finite, for Faster and Mask R-CNN."""
+losses, and gradients that are finite, for Faster and Mask R-CNN and the SVM head."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _empty_batch(with_masks: bool) -> list[dict]:
     return batch
 
 
-@pytest.mark.parametrize("config", ["Shapes/faster_rcnn_tiny_fpn.py", "Shapes/mask_rcnn_tiny_fpn.py"])
+@pytest.mark.parametrize(
+    "config", ["Shapes/faster_rcnn_tiny_fpn.py", "Shapes/mask_rcnn_tiny_fpn.py", "Shapes/faster_rcnn_svm_tiny_fpn.py"]
+)
 def test_a_batch_of_only_empty_images_gives_finite_losses(config):
     torch.manual_seed(0)
     cfg = LazyConfig.load(configs_root() / config)

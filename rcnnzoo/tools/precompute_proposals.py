@@ -169,6 +169,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=1,
         num_workers=max(0, args.num_workers),
         collate_fn=trivial_batch_collator,
+        # Not fork: OpenCV's thread pool, once used in this process, deadlocks in a forked child
+        # (seen: the workers hung in cv2 after the test suite had used cv2 in the parent).
+        multiprocessing_context="spawn" if args.num_workers > 0 else None,
     )
     logger.info(
         "Proposals of %s for the %d images of %s, %s, %d loader workers",

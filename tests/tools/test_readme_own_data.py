@@ -164,7 +164,7 @@ def test_evaluating_again_reproduces_the_final_evaluation(walkthrough):
 
 def test_prediction_in_a_new_process_names_the_classes_and_keeps_the_ids(walkthrough):
     root, _ = walkthrough
-    out = root / "output" / "predictions"
+    out = root / "output" / "infer"
     listing = json.loads((out / "images.json").read_text())
     assert {c["name"] for c in listing["categories"]} == {"circle", "rectangle", "triangle"}
     assert {c["id"] for c in listing["categories"]} == set(CATEGORY_IDS.values())

@@ -12,7 +12,7 @@ from rcnnzoo.modeling.backbone import Backbone
 from rcnnzoo.structures import Boxes, ImageList, Instances
 
 from .build import META_ARCH_REGISTRY
-from .rcnn import run_proposal_generator
+from .rcnn import normalize_images, run_proposal_generator
 
 __all__ = ["ProposalNetwork", "rescale_proposals"]
 
@@ -89,11 +89,9 @@ class ProposalNetwork(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict]) -> ImageList:
         """The images as an ImageList: normalized and padded for the backbone, or as they are without one."""
-        images = [x["image"].to(self.device, non_blocking=True) for x in batched_inputs]
         if self.backbone is None:
-            return ImageList.from_tensors(images)
-        images = [(img.float() - self.pixel_mean) / self.pixel_std for img in images]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+            return ImageList.from_tensors([x["image"].to(self.device, non_blocking=True) for x in batched_inputs])
+        return ImageList.from_tensors(normalize_images(self, batched_inputs), self.backbone.size_divisibility)
 
     def forward(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor] | list[dict]:
         """

@@ -15,7 +15,16 @@ from rcnnzoo.structures import ImageList, Instances
 from .build import META_ARCH_REGISTRY
 from .postprocessing import detector_postprocess
 
-__all__ = ["GeneralizedRCNN", "run_proposal_generator"]
+__all__ = ["GeneralizedRCNN", "run_proposal_generator", "normalize_images"]
+
+
+def normalize_images(model: nn.Module, batched_inputs: list[dict]) -> list[torch.Tensor]:
+    """Each input's ``"image"`` (uint8 Tensor[C, H, W]) on ``model.device`` as float
+    ``(image - model.pixel_mean) / model.pixel_std``; the meta-architectures' shared first step."""
+    return [
+        (x["image"].to(model.device, non_blocking=True).float() - model.pixel_mean) / model.pixel_std
+        for x in batched_inputs
+    ]
 
 _TRAIN_MODES = ("joint", "rpn", "detector")
 
@@ -98,11 +107,7 @@ class GeneralizedRCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict]) -> ImageList:
         """Normalize and pad the images into an ImageList (size divisible by the backbone's)."""
-        images = []
-        for x in batched_inputs:
-            img = x["image"].to(self.device, non_blocking=True)
-            images.append((img.float() - self.pixel_mean) / self.pixel_std)
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        return ImageList.from_tensors(normalize_images(self, batched_inputs), self.backbone.size_divisibility)
 
     def forward(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor] | list[dict]:
         if not self.training:

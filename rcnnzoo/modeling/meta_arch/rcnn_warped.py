@@ -31,7 +31,7 @@ from rcnnzoo.structures import ImageList, Instances
 from .build import META_ARCH_REGISTRY
 from .crop_warp import crop_and_warp
 from .postprocessing import detector_postprocess
-from .rcnn import run_proposal_generator
+from .rcnn import normalize_images, run_proposal_generator
 
 __all__ = ["RCNN"]
 
@@ -195,11 +195,7 @@ class RCNN(nn.Module):
 
     def preprocess_image(self, batched_inputs: list[dict]) -> ImageList:
         """Normalize and pad the images into an ImageList; the padding is 0, the mean pixel."""
-        images = []
-        for x in batched_inputs:
-            img = x["image"].to(self.device, non_blocking=True)
-            images.append((img.float() - self.pixel_mean) / self.pixel_std)
-        return ImageList.from_tensors(images)
+        return ImageList.from_tensors(normalize_images(self, batched_inputs))
 
     def propose(
         self, batched_inputs: list[dict], images: ImageList, gt_instances: list[Instances] | None = None

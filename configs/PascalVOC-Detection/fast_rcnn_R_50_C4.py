@@ -11,33 +11,17 @@ fc6/fc7, L1 box loss, 512 RoIs per image, 2.5x the LR with a 500-iteration warmu
 detectron2 trains frozen-BN ResNets).
 """
 
-from rcnnzoo.config import LazyCall as L
-from rcnnzoo.data import RandomFlip, ResizeShortestEdge
-
-from ..common.data.voc import dataloader
 from ..common.models.fast_rcnn_c4 import model
-from ..common.optim import SGD as optimizer
 from ..common.schedules import step_schedule
-from ..common.train import train
+from .fast_rcnn_vgg16 import dataloader, optimizer, train
 
-dataloader.train.dataset.names = "voc_2007_trainval"
-dataloader.train.dataset.proposal_files = ["./output/proposals/selective_search_voc_2007_trainval.npz"]
-dataloader.test.dataset.proposal_files = ["./output/proposals/selective_search_voc_2007_test.npz"]
-dataloader.train.mapper.augmentations = [
-    L(ResizeShortestEdge)(short_edge_length=600, max_size=1000),
-    L(RandomFlip)(horizontal=True),
-]
-dataloader.test.mapper.augmentations = [L(ResizeShortestEdge)(short_edge_length=600, max_size=1000)]
+# The VGG16 config's data and schedule length; the R50 backbone's own input format and LR.
 dataloader.train.mapper.image_format = model.input_format
 dataloader.test.mapper.image_format = model.input_format
-dataloader.train.total_batch_size = 2
 
 model.roi_heads.num_classes = 20
 
 optimizer.lr = 0.0025
-optimizer.weight_decay = 5e-4
-train.max_iter = 40000
+optimizer.params.weight_decay_bias = None  # decay biases like weights, as the other R50 configs
 lr_multiplier = step_schedule(train.max_iter, steps=(30000 / 40000,), warmup_iter=500)
-train.checkpointer.period = 5000
-train.eval_period = 10000
 train.output_dir = "./output/voc_fast_rcnn_R_50_C4"

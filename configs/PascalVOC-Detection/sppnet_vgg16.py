@@ -14,15 +14,10 @@ scratch (see the model's docstring). Proposal files as in ``fast_rcnn_vgg16.py``
 from rcnnzoo.config import LazyCall as L
 from rcnnzoo.data import RandomFlip, ResizeShortestEdge
 
-from ..common.data.voc import dataloader
 from ..common.models.sppnet_vgg16 import model
-from ..common.optim import SGD as optimizer
-from ..common.schedules import step_schedule
-from ..common.train import train
+from .fast_rcnn_vgg16 import dataloader, lr_multiplier, optimizer, train
 
-dataloader.train.dataset.names = "voc_2007_trainval"
-dataloader.train.dataset.proposal_files = ["./output/proposals/selective_search_voc_2007_trainval.npz"]
-dataloader.test.dataset.proposal_files = ["./output/proposals/selective_search_voc_2007_test.npz"]
+# Fast R-CNN's data, schedule and optimizer; the paper's single scale of 688.
 dataloader.train.mapper.augmentations = [
     L(ResizeShortestEdge)(short_edge_length=688, max_size=1000),
     L(RandomFlip)(horizontal=True),
@@ -30,15 +25,7 @@ dataloader.train.mapper.augmentations = [
 dataloader.test.mapper.augmentations = [L(ResizeShortestEdge)(short_edge_length=688, max_size=1000)]
 dataloader.train.mapper.image_format = model.input_format
 dataloader.test.mapper.image_format = model.input_format
-dataloader.train.total_batch_size = 2
 
 model.roi_heads.num_classes = 20
 
-optimizer.lr = 0.001
-optimizer.weight_decay = 5e-4
-optimizer.params.weight_decay_bias = 0.0
-train.max_iter = 40000
-lr_multiplier = step_schedule(train.max_iter, steps=(30000 / 40000,), warmup_iter=0)
-train.checkpointer.period = 5000
-train.eval_period = 10000
 train.output_dir = "./output/voc_sppnet_vgg16"

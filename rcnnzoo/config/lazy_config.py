@@ -212,11 +212,27 @@ def _parse_override(item: str) -> tuple[str, Any, bool]:
     key = key.removeprefix("+")
     if not sep or not key or "" in key.split("."):
         raise ValueError(f"Override {item!r} must look like 'a.b.c=value' (or '+a.b.c=value' to add a key)")
+    return key, _parse_value(raw), add
+
+
+def _parse_value(raw: str) -> Any:
+    """A Python literal, else a flat ``[a, b]`` list of bare words (as Hydra reads it), else ``raw``.
+
+    So ``out_features=[c3,c4]`` and ``proposal_files=[/data/p.npz]`` give lists of strings, as
+    users of Hydra or detectron2's command line expect, not the string ``"[c3,c4]"``.
+    """
     try:
-        value = ast.literal_eval(raw)
+        return ast.literal_eval(raw)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        value = raw
-    return key, value, add
+        pass
+    inner = raw.strip()
+    if inner.startswith("[") and inner.endswith("]") and not any(c in inner[1:-1] for c in "[]{}()'\""):
+        items = [item.strip() for item in inner[1:-1].split(",")]
+        if all(items):
+            return [_parse_value(item) for item in items]
+        if items == [""]:
+            return []
+    return raw
 
 
 def _set_dotted(cfg: DictConfig, dotted: str, value: Any, add: bool) -> None:

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python tools/precompute_proposals.py --config-file Shapes/selective_search_proposals.py \\
+    python tools/precompute_proposals.py --config-file Classic/selective_search_shapes.py \\
         --dataset shapes_train --num-workers 8
     python tools/precompute_proposals.py --config-file Shapes/faster_rcnn_tiny_fpn.py \\
         --dataset shapes_train --weights output/shapes_faster_rcnn_tiny_fpn/model_final.pth \\

@@ -31,6 +31,12 @@ def make_cfg():
         ("train.output=out/dir", "output", "out/dir"),
         ("train.max_iter=True", "max_iter", True),
         ("train.lr=a=b", "lr", "a=b"),
+        # bare words in brackets are a list of strings, as Hydra reads them
+        ("train.steps=[c3,c4]", "steps", ["c3", "c4"]),
+        ("train.steps=[/data/p.npz]", "steps", ["/data/p.npz"]),
+        ("train.steps=[a, 2]", "steps", ["a", 2]),
+        ("train.steps=[]", "steps", []),
+        ("train.output=[a,[b]", "output", "[a,[b]"),
     ],
 )
 def test_values_are_parsed_as_python_literals_or_kept_as_strings(item, key, expected):

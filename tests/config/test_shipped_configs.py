@@ -30,14 +30,16 @@ _EXPECTED = {
     "COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x.py",
     "Shapes/faster_rcnn_tiny_fpn_alternating.py",
     "Shapes/faster_rcnn_svm_tiny_fpn.py",
-    "Shapes/selective_search_proposals.py",
+    "Classic/selective_search_shapes.py",
     "PascalVOC-Detection/faster_rcnn_vgg16_alternating.py",
-    "PascalVOC-Detection/fast_rcnn_vgg16.py",
-    "PascalVOC-Detection/fast_rcnn_R_50_C4.py",
-    "PascalVOC-Detection/sppnet_vgg16.py",
-    "PascalVOC-Detection/sppnet_vgg16_svm.py",
-    "Shapes/rcnn_tiny.py",
-    "PascalVOC-Detection/rcnn_vgg16.py",
+    "Classic/fast_rcnn_vgg16_voc.py",
+    "Classic/fast_rcnn_R_50_C4_voc.py",
+    "Classic/sppnet_vgg16_voc.py",
+    "Classic/sppnet_vgg16_svm_voc.py",
+    "Classic/rcnn_tiny_shapes.py",
+    "Classic/rcnn_vgg16_voc.py",
+    "Classic/fast_rcnn_tiny_shapes.py",
+    "Classic/sppnet_tiny_shapes.py",
 }
 
 

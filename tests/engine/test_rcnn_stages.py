@@ -1,4 +1,4 @@
-"""R-CNN's post hoc stages (rcnnzoo.engine.rcnn_stages) and the staged run of Shapes/rcnn_tiny.py.
+"""R-CNN's post hoc stages (rcnnzoo.engine.rcnn_stages) and the staged run of Classic/rcnn_tiny_shapes.py.
 
 The data is a tiny shapes split (8 training, 4 validation images) with proposal files made here:
 jittered ground-truth boxes and random boxes, so that every kind of region (positive, regression
@@ -34,7 +34,7 @@ from rcnnzoo.modeling.roi_heads.ridge_box_regression import fit_class_box_regres
 from rcnnzoo.structures import Boxes, BoxMode, Instances
 from rcnnzoo.tools import train_net
 
-CONFIG = "Shapes/rcnn_tiny.py"
+CONFIG = "Classic/rcnn_tiny_shapes.py"
 STAGES = ["1_finetune", "2_svms", "3_box_regressors"]
 NAMES = {"train": "rcnn_stages_test_train", "val": "rcnn_stages_test_val"}
 
@@ -233,7 +233,7 @@ def test_run_stages_take_no_iterations_and_replacements_are_checked_before_train
     cfg = LazyConfig.load(configs_root() / CONFIG)
     stages = parse_stages(cfg)
     assert [(s.name, s.max_iter, s.run is not None) for s in stages] == [
-        ("1_finetune", 600, False),
+        ("1_finetune", 2400, False),
         ("2_svms", 0, True),
         ("3_box_regressors", 0, True),
     ]

@@ -83,7 +83,7 @@ def test_selective_search_in_two_workers(tmp_path, tiny_coco):
     output = tmp_path / "out" / "ss.npz"
     result = precompute_proposals.main(
         [
-            "--config-file=Shapes/selective_search_proposals.py",
+            "--config-file=Classic/selective_search_shapes.py",
             f"--dataset={tiny_coco}",
             f"--output={output}",
             "--num-workers=2",
@@ -163,7 +163,7 @@ def test_a_generator_that_reads_files_is_refused(tmp_path, tiny_coco):
 def test_selective_search_config_evaluates_with_train_net_eval_only(tiny_coco):
     results = train_net.main(
         [
-            "--config-file=Shapes/selective_search_proposals.py",
+            "--config-file=Classic/selective_search_shapes.py",
             "--eval-only",
             f"dataloader.test.dataset.names={tiny_coco}",
             f"dataloader.evaluator.dataset_name={tiny_coco}",

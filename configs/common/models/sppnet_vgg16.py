@@ -15,7 +15,7 @@ Deviations: the paper pre-trains the network with the pyramid on ImageNet, so it
 pooled size; torchvision's fc6 expects 7x7x512, so fc6 starts from scratch here (fc7 and the
 convs from ImageNet). The paper then trains per-class SVMs on fc7 and a box regressor on the
 pooled conv5 features, post hoc; here the softmax and the box regressor on fc7 train jointly, as
-in Fast R-CNN (for the SVMs see ``PascalVOC-Detection/sppnet_vgg16_svm.py``). Single scale only
+in Fast R-CNN (for the SVMs see ``Classic/sppnet_vgg16_svm_voc.py``). Single scale only
 (the paper also pools each window from the best of five scales).
 """
 

@@ -5,20 +5,20 @@ through a TinyNet (c5: 2 x 2 x 128, this model's pool5), two 256-d FC layers (fc
 one-vs-rest linear SVMs; class-specific box regressors read pool5. The proposals are precomputed
 (selective search "fast", at most 2000 per image, in practice 100-300 on these images)::
 
-    python tools/precompute_proposals.py --config-file Shapes/selective_search_proposals.py \\
+    python tools/precompute_proposals.py --config-file Classic/selective_search_shapes.py \\
         --dataset shapes_train --output ./output/proposals/selective_search_shapes_train.npz
-    python tools/precompute_proposals.py --config-file Shapes/selective_search_proposals.py \\
+    python tools/precompute_proposals.py --config-file Classic/selective_search_shapes.py \\
         --dataset shapes_val --output ./output/proposals/selective_search_shapes_val.npz
 
 then one command trains and evaluates::
 
-    python tools/train_net.py --config-file Shapes/rcnn_tiny.py
+    python tools/train_net.py --config-file Classic/rcnn_tiny_shapes.py
 
 It runs three stages (:mod:`rcnnzoo.engine.rcnn_stages`), each in ``<output_dir>/<stage>/``:
 
-1. ``1_finetune``: the CNN trained on warped regions with a 4-way softmax (the box predictor is
-   replaced by ``FastRCNNOutputLayers`` for this stage; box loss off, as the paper fine-tunes the
-   classifier only): 4 images per batch, 32 windows each, at most a quarter of them positive
+1. ``1_finetune`` (2400 iterations): the CNN trained on warped regions with a 4-way softmax
+   (the box predictor is replaced by ``FastRCNNOutputLayers`` for this stage; box loss off, as
+   the paper fine-tunes the classifier only): 4 images per batch, 32 windows each, at most a quarter of them positive
    (IoU >= 0.5 with a ground-truth box, which is among the windows), the rest background;
 2. ``2_svms``: fc7 of every ground-truth box and proposal of the training set cached (test-time
    images, no flip) to ``region_features.pt``; per class an SVM (hinge loss, C = 0.001 on features
@@ -85,8 +85,8 @@ dataloader.train.total_batch_size = 4
 
 optimizer.lr = 2e-3
 
-train.max_iter = 600
-lr_multiplier = step_schedule(train.max_iter, steps=(0.75,), warmup_iter=50)
+train.max_iter = 2400
+lr_multiplier = step_schedule(train.max_iter, steps=(0.75,), warmup_iter=100)
 train.stages = [
     dict(
         name="1_finetune",
@@ -102,7 +102,7 @@ train.stages = [
 ]
 train.output_dir = "./output/shapes_rcnn_tiny"
 train.eval_period = 0  # evaluate once, at the end
-train.checkpointer.period = 200
+train.checkpointer.period = 800
 train.log_period = 20
 train.device = "cpu"
 train.seed = 0

@@ -1,6 +1,6 @@
 """SPPnet VGG16 with per-class linear SVMs on the fine-tuned fc7 features (the paper's detector).
 
-Starts from the softmax model of ``sppnet_vgg16.py`` (its ``model_final.pth`` in
+Starts from the softmax model of ``sppnet_vgg16_voc.py`` (its ``model_final.pth`` in
 ``train.init_checkpoint``; its ``cls_score`` is dropped, the SVMs start fresh), keeps the convs
 and fc6/fc7 fixed (``train.freeze``, dropout off), and trains 20 one-vs-rest SVMs (``LinearSVMOutputLayers``)
 with the box regressor. The SVMs follow the paper: hinge loss, positives are the ground-truth
@@ -19,7 +19,7 @@ from rcnnzoo.config import LazyCall as L
 from rcnnzoo.modeling import LinearSVMOutputLayers, Matcher
 
 from ..common.schedules import step_schedule
-from .sppnet_vgg16 import dataloader, model, optimizer, train
+from .sppnet_vgg16_voc import dataloader, model, optimizer, train
 
 model.roi_heads.box_predictor = L(LinearSVMOutputLayers)(
     loss_type="hinge",

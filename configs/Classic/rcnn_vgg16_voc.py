@@ -2,14 +2,14 @@
 the Fast R-CNN paper's baseline: 66.0 mAP with box regression), in the paper's stages.
 
 Every selective search proposal (2000 per image, "fast" mode, precomputed as in
-``fast_rcnn_vgg16.py``) is dilated for 16 px of context, warped to 224 x 224 (VGG16's input; the
+``fast_rcnn_vgg16_voc.py``) is dilated for 16 px of context, warped to 224 x 224 (VGG16's input; the
 paper's 227 is AlexNet's) and run through VGG16: conv5_3, max-pooled to 7 x 7 (pool5), fc6 and fc7
 (4096-d, dropout 0.5), then 20 one-vs-rest linear SVMs; class-specific box regressors read pool5.
 Trains on VOC 2007 trainval, tests on VOC 2007 test (11-point AP). ImageNet VGG16 weights go in
 ``train.init_checkpoint`` with this model's key layout: torchvision's ``features.*`` as
 ``backbone.features.*`` and ``classifier.{0,3}.*`` (fc6, fc7) as ``box_head.classifier.{0,3}.*``.
 
-The stages, from one command (``tools/train_net.py --config-file PascalVOC-Detection/rcnn_vgg16.py``):
+The stages, from one command (``tools/train_net.py --config-file Classic/rcnn_vgg16_voc.py``):
 
 1. ``1_finetune``: every layer fine-tuned on warped regions with a 21-way softmax (the predictor is
    ``FastRCNNOutputLayers`` for this stage, box loss off): SGD, LR 0.001, momentum 0.9, weight decay

@@ -2,11 +2,11 @@
 
 Nothing to train: the model is selective search alone (no backbone, no parameters). Evaluate with::
 
-    python tools/train_net.py --config-file Shapes/selective_search_proposals.py --eval-only
+    python tools/train_net.py --config-file Classic/selective_search_shapes.py --eval-only
 
 and save its proposals for training a Fast R-CNN with ``PrecomputedProposals``::
 
-    python tools/precompute_proposals.py --config-file Shapes/selective_search_proposals.py \\
+    python tools/precompute_proposals.py --config-file Classic/selective_search_shapes.py \\
         --dataset shapes_train --num-workers 8
 
 Selective search runs on the test-time resized image (short side 256), "fast" mode: about 0.25 s

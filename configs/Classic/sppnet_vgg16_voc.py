@@ -8,14 +8,14 @@ trainval for training, VOC 2007 test (11-point AP) for evaluation, 2000 proposal
 Deviations: the paper fine-tunes on cached conv5 features for 250k mini-batches at LR 1e-4 and
 50k at 1e-5; here each iteration runs the (frozen) convs on two images (64 RoIs each) and the
 schedule is Fast R-CNN's (LR 0.001 for 30k iterations, 0.0001 for 10k), since fc6 starts from
-scratch (see the model's docstring). Proposal files as in ``fast_rcnn_vgg16.py``.
+scratch (see the model's docstring). Proposal files as in ``fast_rcnn_vgg16_voc.py``.
 """
 
 from rcnnzoo.config import LazyCall as L
 from rcnnzoo.data import RandomFlip, ResizeShortestEdge
 
 from ..common.models.sppnet_vgg16 import model
-from .fast_rcnn_vgg16 import dataloader, lr_multiplier, optimizer, train
+from .fast_rcnn_vgg16_voc import dataloader, lr_multiplier, optimizer, train
 
 # Fast R-CNN's data, schedule and optimizer; the paper's single scale of 688.
 dataloader.train.mapper.augmentations = [

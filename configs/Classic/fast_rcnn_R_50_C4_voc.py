@@ -1,6 +1,6 @@
 """Fast R-CNN ResNet-50-C4 on PASCAL VOC 2007 with selective search proposals.
 
-The Fast R-CNN recipe of ``fast_rcnn_vgg16.py`` (VOC 2007 trainval, 2000 proposals per image,
+The Fast R-CNN recipe of ``fast_rcnn_vgg16_voc.py`` (VOC 2007 trainval, 2000 proposals per image,
 two images per batch, shortest edge 600 / longest 1000, flip, 40k iterations with the LR divided
 by 10 after 30k, weight decay 5e-4) on the R50-C4 model of ``common/models/fast_rcnn_c4.py``.
 LR 0.0025: detectron2's 0.02 at 16 images, scaled linearly to 2. ImageNet R-50 weights (BGR,
@@ -13,7 +13,7 @@ detectron2 trains frozen-BN ResNets).
 
 from ..common.models.fast_rcnn_c4 import model
 from ..common.schedules import step_schedule
-from .fast_rcnn_vgg16 import dataloader, optimizer, train
+from .fast_rcnn_vgg16_voc import dataloader, optimizer, train
 
 # The VGG16 config's data and schedule length; the R50 backbone's own input format and LR.
 dataloader.train.mapper.image_format = model.input_format

@@ -14,7 +14,8 @@ from rcnnzoo.modeling import (
 )
 
 model = L(GeneralizedRCNN)(
-    backbone=L(ResNet)(depth=50, out_features=["res4"], norm="FrozenBN", freeze_at=2),
+    # stride in the 1x1 convs (backbone and res5 head): the layout of detectron2's MSRA weights
+    backbone=L(ResNet)(depth=50, out_features=["res4"], norm="FrozenBN", freeze_at=2, stride_in_1x1=True),
     proposal_generator=L(RPN)(
         in_features=["res4"],
         head=L(StandardRPNHead)(),
@@ -27,7 +28,7 @@ model = L(GeneralizedRCNN)(
         in_features=["res4"],
         num_classes=80,
         box_pooler=L(RoIAlign)(output_size=14, sampling_ratio=0, aligned=True),
-        box_head=L(Res5BoxHead)(depth=50, norm="FrozenBN"),
+        box_head=L(Res5BoxHead)(depth=50, norm="FrozenBN", stride_in_1x1=True),
         box_predictor=L(FastRCNNOutputLayers)(),
         batch_size_per_image=512,
         positive_fraction=0.25,

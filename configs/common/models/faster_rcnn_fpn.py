@@ -21,7 +21,14 @@ from rcnnzoo.modeling import (
 
 model = L(GeneralizedRCNN)(
     backbone=L(FPN)(
-        bottom_up=L(ResNet)(depth=50, out_features=["res2", "res3", "res4", "res5"], norm="FrozenBN", freeze_at=2),
+        # stride in the 1x1 convs: the layout of detectron2's MSRA ImageNet and COCO R-50 weights
+        bottom_up=L(ResNet)(
+            depth=50,
+            out_features=["res2", "res3", "res4", "res5"],
+            norm="FrozenBN",
+            freeze_at=2,
+            stride_in_1x1=True,
+        ),
         in_features=["res2", "res3", "res4", "res5"],
         out_channels=256,
         top_block="maxpool",

@@ -110,13 +110,18 @@ class Res5BoxHead(nn.Module):
 
     The RoI features are pooled 14x14 from res4; res5's first block has stride 2, so the
     head sees 7x7 maps, as in the Faster R-CNN ResNet setup (He et al. 2016).
+
+    ``stride_in_1x1`` must match the backbone's: True for detectron2's / MSRA's weights, False for
+    torchvision's.
     """
 
-    def __init__(self, *, input_shape: ShapeSpec, depth: int = 50, norm: str = "FrozenBN"):
+    def __init__(
+        self, *, input_shape: ShapeSpec, depth: int = 50, norm: str = "FrozenBN", stride_in_1x1: bool = False
+    ):
         super().__init__()
         from rcnnzoo.modeling.backbone.resnet import make_res5_stage
 
-        self.res5, out_channels = make_res5_stage(depth=depth, norm=norm)
+        self.res5, out_channels = make_res5_stage(depth=depth, norm=norm, stride_in_1x1=stride_in_1x1)
         self._out_channels = out_channels
 
     @property

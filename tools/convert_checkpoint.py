@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Convert a torchvision detection checkpoint into an rcnnzoo .pth; see ``--help``."""
+"""Convert a torchvision or detectron2 checkpoint (a detector or an ImageNet backbone) into an
+rcnnzoo .pth; see ``--help``."""
 
 from rcnnzoo.tools.convert_checkpoint import main
 

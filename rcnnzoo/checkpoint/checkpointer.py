@@ -271,7 +271,10 @@ class Checkpointer(_FvcoreCheckpointer):
         """Load the model (and checkpointables) from ``path``.
 
         Args:
-            path: a checkpoint file; ``""`` loads nothing and returns an empty report.
+            path: a checkpoint file, an http(s)/``file://`` URL, or a model zoo name
+                (``"torchvision/fasterrcnn_resnet50_fpn"``: fetched and converted once, see
+                :func:`rcnnzoo.model_zoo.catalog.resolve_weights`); ``""`` loads nothing and
+                returns an empty report.
             checkpointables: names of the non-model objects to restore; ``None`` restores all that
                 the file has, ``[]`` restores only the model.
             allow_shape_mismatch: skip (and report) parameters whose shapes differ instead of
@@ -318,7 +321,14 @@ class Checkpointer(_FvcoreCheckpointer):
     def _local_path(self, path: str) -> str:
         if os.path.isfile(path):
             return path
-        try:  # URLs and other iopath handlers resolve to a local copy
+        # Zoo names and URLs: fetched (checked) into the rcnnzoo cache, converted to rcnnzoo's layout
+        # where they are another project's. Imported here: the model zoo itself uses this module.
+        from rcnnzoo.model_zoo.catalog import resolve_weights
+
+        path = resolve_weights(path, model=self.model)
+        if os.path.isfile(path):
+            return path
+        try:  # other iopath handlers resolve to a local copy
             local = self.path_manager.get_local_path(path)
         except Exception as e:
             raise FileNotFoundError(f"Checkpoint not found: {path} ({e})") from e

@@ -72,7 +72,8 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--init-from",
         default=None,
         metavar="CHECKPOINT",
-        help="start from these weights only (sets train.init_checkpoint); a different number of classes "
+        help="start from these weights only (sets train.init_checkpoint): a path, an http(s):// or file:// "
+        "URL, or a model zoo name such as torchvision/fasterrcnn_resnet50_fpn; a different number of classes "
         "re-initialises the predictor layers. --resume, when a checkpoint exists, takes precedence",
     )
     parser.add_argument("--eval-only", action="store_true", help="evaluate the loaded weights and exit")

@@ -13,32 +13,58 @@ Every path goes through :data:`path_manager`, an iopath ``PathManager`` with two
 Local paths and ``file://`` URLs are not copied: :func:`download` verifies the checksum (when
 given) and returns the path itself.
 
+Checksums are what the publisher gives, no more: a full sha256, or only a *prefix* of one
+(torchvision puts the first 8 hex digits of the sha256 in its file names, ``-258fb6c6.pth``) or
+of an md5 (detectron2's ``model_final_b275ba.pkl``: 6 hex digits). A prefix catches a truncated
+or corrupted transfer and a file replaced by another version, not a forgery made to match it.
+Where nothing is published, ``record_digest=True`` trusts the first download: its sha256 is
+written beside the cached file (``<file>.sha256``, ``sha256sum`` format) and every later use,
+including a new download after the cached file was deleted, is checked against it.
+
 Example::
 
     from rcnnzoo.model_zoo.download import download
 
     path = download("https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-                    sha256="258fb6c6...")
+                    sha256="258fb6c6")  # the published prefix
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from iopath.common.file_io import PathHandler, PathManager
 from tqdm import tqdm
 
-__all__ = ["DownloadError", "cache_dir_default", "cached_path_for", "download", "path_manager", "sha256_of"]
+__all__ = [
+    "DownloadError",
+    "RECORD_SUFFIX",
+    "cache_dir_default",
+    "cached_path_for",
+    "download",
+    "path_manager",
+    "sha256_of",
+]
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60.0
+_MIN_PREFIX = 6  # detectron2 publishes 6 hex digits of the md5; fewer would check almost nothing
+_FULL_LENGTH = {"sha256": 64, "md5": 32}
+
+RECORD_SUFFIX = ".sha256"
+"""Beside a cached file downloaded with ``record_digest=True`` and no published checksum: its sha256."""
 
 
 class DownloadError(OSError):
@@ -76,16 +102,56 @@ def _is_remote(url: str) -> bool:
     return urlparse(url).scheme in ("http", "https")
 
 
+@dataclass(frozen=True)
+class _Check:
+    """One expected digest: ``algorithm`` (``"sha256"``/``"md5"``), the hex ``digest`` or a prefix of
+    it, and where it came from (``"published"`` or the record file written at the first download)."""
+
+    algorithm: str
+    digest: str
+    origin: str = "published"
+
+    def describe(self) -> str:
+        kind = "" if len(self.digest) == _FULL_LENGTH[self.algorithm] else " prefix"
+        where = "" if self.origin == "published" else f" (recorded at the first download in {self.origin})"
+        return f"{self.algorithm}{kind} {self.digest}{where}"
+
+
+def _published_checks(sha256: str | None, md5: str | None) -> list[_Check]:
+    checks = []
+    for algorithm, value in (("sha256", sha256), ("md5", md5)):
+        if not value:
+            continue
+        digest = value.lower()
+        if not re.fullmatch(rf"[0-9a-f]{{{_MIN_PREFIX},{_FULL_LENGTH[algorithm]}}}", digest):
+            raise ValueError(
+                f"{algorithm}={value!r} is not a hex digest or a prefix of one "
+                f"({_MIN_PREFIX} to {_FULL_LENGTH[algorithm]} hex digits)"
+            )
+        checks.append(_Check(algorithm, digest))
+    return checks
+
+
 def download(
-    url: str, sha256: str | None = None, *, cache_dir: str | None = None, progress: bool = True
+    url: str,
+    sha256: str | None = None,
+    *,
+    md5: str | None = None,
+    record_digest: bool = False,
+    cache_dir: str | None = None,
+    progress: bool = True,
 ) -> str:
     """A local path holding the contents of ``url``, fetched at most once.
 
     Args:
         url: ``http(s)://...``, ``file://...`` or a local path.
-        sha256: expected hex digest (case-insensitive). For a URL, a download whose digest
-            differs is discarded and never enters the cache; for a local file, a mismatch is an
-            error. ``None`` skips the check.
+        sha256: expected hex digest, or a prefix of it (at least 6 hex digits) where only that is
+            published; case-insensitive. For a URL, a download whose digest differs is discarded and
+            never enters the cache; for a local file, a mismatch is an error. ``None`` skips the check.
+        md5: the same for an md5 digest (detectron2's file names carry a prefix of theirs).
+        record_digest: for a URL given neither ``sha256`` nor ``md5``: record the sha256 of the first
+            download in ``<cached file>.sha256`` (with a warning naming the URL) and check every later
+            use against it: trust on first use.
         cache_dir: where URLs are cached; default :func:`cache_dir_default`.
         progress: show a tqdm progress bar while downloading.
 
@@ -96,59 +162,127 @@ def download(
         DownloadError: HTTP error, no network, a truncated transfer, or a wrong checksum
             (naming the URL, and for a checksum both digests).
         FileNotFoundError: a local path or ``file://`` URL that does not exist.
+        ValueError: ``sha256``/``md5`` is not hex or is too short to check anything.
     """
-    expected = sha256.lower() if sha256 else None
+    checks = _published_checks(sha256, md5)
     if not _is_remote(url):
         local = path_manager.get_local_path(url)
         if not os.path.isfile(local):
             raise FileNotFoundError(f"No such file: {url}")
-        if expected:
-            _check_digest(url, expected, sha256_of(local))
+        if checks:
+            _check_digests(url, checks, _digests_of(local, checks))
         return local
 
     target = cached_path_for(url, cache_dir)
+    record = target + RECORD_SUFFIX
+    first_use = record_digest and not checks
+    if first_use and os.path.isfile(record):
+        checks, first_use = [_Check("sha256", _read_record(record), record)], False
     if os.path.isfile(target):
         # Only verified files enter the cache; a digest given now for a file cached without one
         # is still checked, and a stale file is fetched again rather than trusted.
-        if not expected or sha256_of(target) == expected:
+        if not checks or _matches(checks, _digests_of(target, checks)):
+            if first_use:
+                _write_record(url, record, sha256_of(target))
             return target
         os.remove(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    _fetch_verified(url, target, expected, progress)
+    digests = _fetch_verified(url, target, checks, progress)
+    if first_use:
+        _write_record(url, record, digests["sha256"])
     return target
 
 
-def _check_digest(url: str, expected: str, actual: str) -> None:
-    if actual != expected:
-        raise DownloadError(
-            f"Checksum mismatch for {url}: expected sha256 {expected}, got {actual}. "
-            "The file was not cached; the URL may point at another version of the file, or the "
-            "transfer was corrupted."
-        )
+def _read_record(record: str) -> str:
+    with open(record, encoding="utf-8") as f:
+        fields = f.read().split()
+    if not fields or not re.fullmatch(r"[0-9a-f]{64}", fields[0]):
+        raise DownloadError(f"{record} does not hold a sha256 digest; delete it to record a new one")
+    return fields[0]
 
 
-def _fetch_verified(url: str, target: str, expected: str | None, progress: bool) -> None:
+def _write_record(url: str, record: str, digest: str) -> None:
+    """Write ``record`` atomically (``sha256sum`` format) and warn that the file was trusted unchecked."""
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(record)}.", suffix=".part", dir=os.path.dirname(record)
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{digest}  {os.path.basename(record)[: -len(RECORD_SUFFIX)]}\n")
+        os.replace(tmp, record)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    logger.warning(
+        "No checksum is published for %s: trusted it on first use and recorded its sha256 %s in %s; "
+        "later uses are checked against that record.",
+        url,
+        digest,
+        record,
+    )
+
+
+def _digests_of(path: str, checks: list[_Check]) -> dict[str, str]:
+    """Hex digests of the file at ``path`` for the algorithms ``checks`` use."""
+    hashers = _hashers(checks)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            for h in hashers.values():
+                h.update(chunk)
+    return {name: h.hexdigest() for name, h in hashers.items()}
+
+
+def _hashers(checks: list[_Check]) -> dict[str, Any]:
+    """sha256 always (a recorded digest needs it), md5 when a check uses it."""
+    hashers = {"sha256": hashlib.sha256()}
+    if any(c.algorithm == "md5" for c in checks):
+        hashers["md5"] = hashlib.md5(usedforsecurity=False)
+    return hashers
+
+
+def _matches(checks: list[_Check], actual: dict[str, str]) -> bool:
+    return all(actual[c.algorithm].startswith(c.digest) for c in checks)
+
+
+def _check_digests(url: str, checks: list[_Check], actual: dict[str, str]) -> None:
+    for check in checks:
+        if not actual[check.algorithm].startswith(check.digest):
+            hint = (
+                "The file was not cached; the URL may point at another version of the file, or the "
+                "transfer was corrupted."
+            )
+            if check.origin != "published":
+                hint = (
+                    "The file at the URL differs from the one downloaded first (it was replaced, or this "
+                    f"transfer was corrupted); if the change is expected, delete {check.origin}."
+                )
+            raise DownloadError(
+                f"Checksum mismatch for {url}: expected {check.describe()}, "
+                f"got {actual[check.algorithm]}. {hint}"
+            )
+
+
+def _fetch_verified(url: str, target: str, checks: list[_Check], progress: bool) -> dict[str, str]:
     """Stream ``url`` into a temporary file beside ``target``; rename it into place only if complete
-    and (when ``expected`` is given) of the right digest. The temporary file is always removed."""
+    and of the expected digests. The temporary file is always removed. Returns the digests."""
     fd, tmp = tempfile.mkstemp(
         prefix=f".{os.path.basename(target)}.", suffix=".part", dir=os.path.dirname(target)
     )
     try:
         with os.fdopen(fd, "wb") as out:
-            actual = _stream(url, out, progress, os.path.basename(target))
+            actual = _stream(url, out, progress, os.path.basename(target), _hashers(checks))
             out.flush()
             os.fsync(out.fileno())
-        if expected:
-            _check_digest(url, expected, actual)
+        _check_digests(url, checks, actual)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    return actual
 
 
-def _stream(url: str, out: IO[bytes], progress: bool, name: str) -> str:
-    """Copy the body of ``url`` into ``out``; return its hex sha256. Raises DownloadError."""
-    digest = hashlib.sha256()
+def _stream(url: str, out: IO[bytes], progress: bool, name: str, hashers: dict[str, Any]) -> dict[str, str]:
+    """Copy the body of ``url`` into ``out``; return its hex digests (one per hasher). Raises DownloadError."""
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
@@ -159,7 +293,8 @@ def _stream(url: str, out: IO[bytes], progress: bool, name: str) -> str:
             ) as bar:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     out.write(chunk)
-                    digest.update(chunk)
+                    for h in hashers.values():
+                        h.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as e:
@@ -177,7 +312,7 @@ def _stream(url: str, out: IO[bytes], progress: bool, name: str) -> str:
         raise DownloadError(
             f"Download of {url} was interrupted: received {received} of {total} bytes; nothing was cached."
         )
-    return digest.hexdigest()
+    return {name: h.hexdigest() for name, h in hashers.items()}
 
 
 class _VerifiedHTTPHandler(PathHandler):

@@ -59,6 +59,13 @@ class DefaultAnchorGenerator(nn.Module):
         strides: the stride of each level; normally inferred from the backbone's output shape.
         offset: where the anchor center sits within its cell, in [0, 1): 0.0 puts it on the
             top-left corner (torchvision, detectron2's default), 0.5 in the middle.
+        round_cell_anchors: round the anchors of one location to integers (torchvision).
+        strides_from_grid: torchvision's spacing: each level's stride is the padded image size
+            floor-divided by the level's grid size, per axis, instead of ``strides``. The two
+            differ on a level coarser than the padding: p6 of an image padded to 800 x 1344 has
+            13 x 21 cells, anchors 61 px apart vertically (800 // 13) and 64 horizontally. The
+            padded size is taken as the first level's grid times its stride, which is exact
+            when the images are padded to a multiple of that stride (FPN pads to 32).
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class DefaultAnchorGenerator(nn.Module):
         strides: Sequence[int],
         offset: float = 0.0,
         round_cell_anchors: bool = False,
+        strides_from_grid: bool = False,
     ):
         super().__init__()
         if not 0.0 <= offset < 1.0:
@@ -78,6 +86,7 @@ class DefaultAnchorGenerator(nn.Module):
         sizes = _broadcast_per_level(sizes, num_levels, "sizes")
         ratios = _broadcast_per_level(aspect_ratios, num_levels, "aspect_ratios")
         self.offset = offset
+        self.strides_from_grid = strides_from_grid
         cells = [make_cell_anchors(s, r, round_cell_anchors) for s, r in zip(sizes, ratios)]
         for i, c in enumerate(cells):
             self.register_buffer(f"cell_anchors_{i}", c, persistent=False)
@@ -91,12 +100,20 @@ class DefaultAnchorGenerator(nn.Module):
     def _cells(self) -> list[torch.Tensor]:
         return [getattr(self, f"cell_anchors_{i}") for i in range(len(self.strides))]
 
+    def _level_strides(self, grid_sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """(stride_y, stride_x) of each level: the nominal ones, or torchvision's (see ``strides_from_grid``)."""
+        if not self.strides_from_grid:
+            return [(s, s) for s in self.strides]
+        padded_h, padded_w = grid_sizes[0][0] * self.strides[0], grid_sizes[0][1] * self.strides[0]
+        return [(padded_h // max(h, 1), padded_w // max(w, 1)) for h, w in grid_sizes]
+
     def _grid_anchors(self, grid_sizes: list[tuple[int, int]], device: torch.device) -> list[torch.Tensor]:
         anchors = []
-        for (h, w), stride, cell in zip(grid_sizes, self.strides, self._cells()):
+        strides = self._level_strides(grid_sizes)
+        for (h, w), (stride_y, stride_x), cell in zip(grid_sizes, strides, self._cells()):
             cell = cell.to(device)
-            xs = (torch.arange(w, device=device, dtype=torch.float32) + self.offset) * stride
-            ys = (torch.arange(h, device=device, dtype=torch.float32) + self.offset) * stride
+            xs = (torch.arange(w, device=device, dtype=torch.float32) + self.offset) * stride_x
+            ys = (torch.arange(h, device=device, dtype=torch.float32) + self.offset) * stride_y
             sy, sx = torch.meshgrid(ys, xs, indexing="ij")
             shifts = torch.stack((sx, sy, sx, sy), dim=-1).reshape(-1, 1, 4)
             # location-major, anchor-minor: matches the (N, A, H, W) -> (N, H*W*A) flattening of the head

@@ -110,6 +110,7 @@ def build_proposal_model(cfg: Any, weights: str | None = None) -> ProposalNetwor
             proposal_generator=generator,
             pixel_mean=tuple(model.pixel_mean.flatten().tolist()),
             pixel_std=tuple(model.pixel_std.flatten().tolist()),
+            pixel_divisor=getattr(model, "pixel_divisor", 1.0),
             input_format=model.input_format,
         )
     return model.eval()

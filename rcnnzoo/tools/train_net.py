@@ -8,12 +8,17 @@ Examples::
     python tools/train_net.py --config-file Shapes/faster_rcnn_tiny_fpn.py --eval-only \\
         --init-from output/shapes_faster_rcnn_tiny_fpn/model_final.pth
     python tools/train_net.py --config-file my_data.py --init-from output/shapes/model_final.pth
+    # published weights by their model zoo name (model_zoo/MODEL_ZOO.md), converted on first use
+    python tools/train_net.py --eval-only --config-file torchvision/maskrcnn_resnet50_fpn_v2
+    python tools/train_net.py --config-file my_coco_subset.py --init-from torchvision/fasterrcnn_resnet50_fpn
 
 ``--resume`` continues a run from its own last checkpoint with everything (optimizer, schedule,
 data position); ``--init-from`` (= ``train.init_checkpoint``) takes weights only, and a checkpoint
-trained on another number of classes re-initialises just the predictor layers.
+trained on another number of classes re-initialises just the predictor layers. Weights may be a
+path, an http(s):// or file:// URL, or a model zoo name.
 
-``--config-file`` takes a path or the name of a shipped config (relative to ``configs/``).
+``--config-file`` takes a path, the name of a shipped config (relative to ``configs/``), or a
+model zoo name: that entry's config with its weights as ``train.init_checkpoint``.
 Overrides come last as ``KEY=VALUE`` (values parsed as Python literals; ``+KEY=VALUE`` adds a key).
 """
 
@@ -40,6 +45,8 @@ from rcnnzoo.engine import (
     resolve_device,
 )
 from rcnnzoo.engine.defaults import cfg_get
+from rcnnzoo.model_zoo import get_config
+from rcnnzoo.model_zoo.catalog import is_zoo_name
 from rcnnzoo.utils.comm import is_main_process
 
 __all__ = ["main", "run", "load_config"]
@@ -48,10 +55,14 @@ logger = logging.getLogger("rcnnzoo.train_net")
 
 
 def load_config(config_file: str, overrides: Sequence[str] | None) -> Any:
-    """Load ``config_file`` (a path or a shipped config name) and apply ``KEY=VALUE`` overrides."""
+    """Load ``config_file`` (a path, a shipped config name or a model zoo name) and apply ``KEY=VALUE``
+    overrides."""
     if not config_file:
         raise SystemExit("train_net: --config-file is required (a path or e.g. Shapes/faster_rcnn_tiny_fpn.py)")
-    cfg = LazyConfig.load(resolve_config_path(config_file))
+    if is_zoo_name(config_file):  # the entry's config, starting from the entry's weights
+        cfg = get_config(config_file, trained=True)
+    else:
+        cfg = LazyConfig.load(resolve_config_path(config_file))
     return LazyConfig.apply_overrides(cfg, list(overrides or []))
 
 

@@ -143,3 +143,65 @@ def test_path_manager_fetches_urls_into_the_cache(server, tmp_path, monkeypatch)
         assert f.read() == PAYLOAD
     assert path_manager.get_local_path(url).startswith(str(tmp_path))
     assert hits == ["/files/b.bin"]
+
+
+# ------------------------------------------------------------------ published prefixes, trust on first use
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+def test_sha256_and_md5_prefixes_are_checked(server, tmp_path):
+    # torchvision publishes 8 hex digits of the sha256, detectron2 6 of the md5, in the file names
+    base, _ = server
+    path = download(f"{base}/files/a.pth", PAYLOAD_SHA[:8], cache_dir=str(tmp_path), progress=False)
+    assert open(path, "rb").read() == PAYLOAD
+    assert download(
+        f"{base}/files/b.pkl", md5=PAYLOAD_MD5[:6].upper(), cache_dir=str(tmp_path), progress=False
+    )
+    wrong = ("0" if PAYLOAD_SHA[0] != "0" else "1") + PAYLOAD_SHA[1:8]
+    with pytest.raises(DownloadError, match="expected sha256 prefix") as info:
+        download(f"{base}/files/c.pth", wrong, cache_dir=str(tmp_path), progress=False)
+    assert wrong in str(info.value) and PAYLOAD_SHA in str(info.value)
+    with pytest.raises(DownloadError, match="expected md5 prefix"):
+        download(
+            f"{base}/files/d.pkl",
+            md5="abcdef" if PAYLOAD_MD5[:6] != "abcdef" else "fedcba",
+            cache_dir=str(tmp_path),
+            progress=False,
+        )
+    assert sorted(os.path.basename(p) for p in _files_in(tmp_path)) == ["a.pth", "b.pkl"]
+
+
+def test_checksum_that_checks_nothing_is_refused(tmp_path):
+    local = tmp_path / "w.pth"
+    local.write_bytes(PAYLOAD)
+    for bad in ("25", "xyz12345", "0" * 65):
+        with pytest.raises(ValueError, match="hex digest"):
+            download(str(local), bad)
+
+
+def test_unpublished_checksum_is_recorded_on_first_use_and_checked_after(server, tmp_path, caplog):
+    base, hits = server
+    url = f"{base}/files/R-50.pkl"
+    with caplog.at_level("WARNING", logger="rcnnzoo.model_zoo.download"):
+        path = download(url, record_digest=True, cache_dir=str(tmp_path), progress=False)
+    assert url in caplog.text and "trusted it on first use" in caplog.text
+    record = path + ".sha256"
+    assert open(record).read().split() == [PAYLOAD_SHA, "R-50.pkl"]  # sha256sum's format
+    caplog.clear()
+    assert download(url, record_digest=True, cache_dir=str(tmp_path), progress=False) == path
+    assert hits == ["/files/R-50.pkl"] and "first use" not in caplog.text  # cached, checked, no warning
+
+    # the cached file changed on disk: fetched again, and the server's bytes match the record
+    with open(path, "r+b") as f:
+        f.write(b"\xff")
+    assert download(url, record_digest=True, cache_dir=str(tmp_path), progress=False) == path
+    assert open(path, "rb").read() == PAYLOAD and len(hits) == 2
+
+    # the file at the URL is not the one first downloaded: refused, naming the record to delete
+    with open(record, "w") as f:
+        f.write("ab" * 32 + "  R-50.pkl\n")
+    os.remove(path)
+    with pytest.raises(DownloadError, match="recorded at the first download") as info:
+        download(url, record_digest=True, cache_dir=str(tmp_path), progress=False)
+    assert url in str(info.value) and record in str(info.value)
+    assert not os.path.exists(path)

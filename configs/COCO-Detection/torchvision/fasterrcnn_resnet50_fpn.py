@@ -5,14 +5,19 @@ Load torchvision's COCO weights converted by
 Every option below that differs from detectron2's recipe (``common/models/faster_rcnn_fpn.py``)
 is one torchvision's model has:
 
-* input: RGB, ImageNet mean/std (torchvision's 0-1 values times 255); shortest edge 800,
-  longest at most 1333 (torchvision resizes inside the model, rcnnzoo in the data mapper);
+* input: RGB, divided by 255 (``pixel_divisor``), then ImageNet mean/std on the 0-1 scale:
+  torchvision's arithmetic to the bit (mean/std times 255 on 0-255 pixels differs by ~5e-7, which
+  the network grows to ~1e-3 in boxes and scores); shortest edge 800, longest at most 1333
+  (torchvision resizes inside the model, rcnnzoo in the data mapper);
 * ResNet-50: stride in the 3x3 convs (torchvision's layout), FrozenBN, stem + res2 frozen;
-* anchors rounded to integers (torchvision rounds its cell anchors);
+* anchors rounded to integers (torchvision rounds its cell anchors) and spaced torchvision's way
+  (``strides_from_grid``: p6 of an 800 x 1344 input has anchors 61 px apart vertically, not 64);
 * RPN: 2000 boxes per level before NMS and 2000 per image after it in training, 1000 / 1000 at
   test time; boxes smaller than 1e-3 px dropped; smooth L1 with beta 1/9;
 * RoIAlign with ``sampling_ratio=2`` and ``aligned=False``; box head fc 1024 x 2 (TwoMLPHead);
-  smooth L1 with beta 1/9 for the box loss.
+  smooth L1 with beta 1/9 for the box loss;
+* at test time, boxes narrower or lower than 1e-2 px after clipping (``test_min_box_size``)
+  dropped before NMS, so that slivers along the image border do not take places in the top 100.
 
 Classes: torchvision's COCO models have 91 outputs, background at 0 and label ``l`` = COCO
 category id ``l`` (ten ids unused, "N/A"). Here ``num_classes = 90``: rcnnzoo class ``i`` is COCO
@@ -32,6 +37,7 @@ from ...common.train import train
 
 model.backbone.bottom_up.stride_in_1x1 = False
 model.proposal_generator.anchor_generator.round_cell_anchors = True
+model.proposal_generator.anchor_generator.strides_from_grid = True
 model.proposal_generator.pre_nms_topk = (2000, 1000)
 model.proposal_generator.post_nms_topk = (2000, 1000)
 model.proposal_generator.nms_thresh = 0.7
@@ -44,9 +50,11 @@ model.roi_heads.box_predictor.smooth_l1_beta = 1.0 / 9
 model.roi_heads.box_predictor.test_score_thresh = 0.05
 model.roi_heads.box_predictor.test_nms_thresh = 0.5
 model.roi_heads.box_predictor.test_topk_per_image = 100
-# torchvision's image_mean / image_std (RGB, 0-1 scale) times 255
-model.pixel_mean = [123.675, 116.28, 103.53]
-model.pixel_std = [58.395, 57.12, 57.375]
+model.roi_heads.box_predictor.test_min_box_size = 1e-2
+# torchvision's image_mean / image_std (RGB, 0-1 scale), applied after dividing by 255
+model.pixel_divisor = 255.0
+model.pixel_mean = [0.485, 0.456, 0.406]
+model.pixel_std = [0.229, 0.224, 0.225]
 model.input_format = "RGB"
 
 # torchvision's reference recipe trains at the test size, with horizontal flips

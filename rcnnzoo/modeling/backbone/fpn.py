@@ -111,6 +111,7 @@ class FPN(Backbone):
         norm: str = "",
         top_block: str | None = "maxpool",
         fuse: str = "sum",
+        output_names: list[str] | tuple[str, ...] | None = None,
     ) -> None:
         """
         Args:
@@ -122,12 +123,16 @@ class FPN(Backbone):
             top_block: ``"maxpool"`` (p6 by subsampling the coarsest level), ``"p6p7"``
                 (RetinaNet convs from the coarsest input feature) or ``None``.
             fuse: how a lateral joins the upsampled coarser level: ``"sum"`` or ``"avg"``.
+            output_names: names of the outputs, finest first, top-block levels included; ``None``
+                names them ``p{log2(stride)}``. With names given, neighbouring inputs may also share
+                a stride (the coarser one's output is then added unresized): torchvision's
+                MobileNetV3 FPN taps two stride-32 blocks, whose ``p5`` names would collide.
         """
         super().__init__()
         if fuse not in ("sum", "avg"):
             raise ValueError(f"Unknown FPN fuse {fuse!r}; valid: 'sum', 'avg'")
         self.bottom_up = bottom_up
-        self.in_features, in_shapes = self._check_inputs(bottom_up, in_features)
+        self.in_features, in_shapes = self._check_inputs(bottom_up, in_features, output_names is not None)
         self._fuse = fuse
         self.lateral_convs = nn.ModuleList(_conv_norm(s.channels, out_channels, 1, norm) for s in in_shapes)
         self.output_convs = nn.ModuleList(_conv_norm(out_channels, out_channels, 3, norm) for _ in in_shapes)
@@ -135,16 +140,20 @@ class FPN(Backbone):
 
         levels = [_level(s.stride, n) for n, s in zip(self.in_features, in_shapes)]
         levels += [levels[-1] + k + 1 for k in range(getattr(self.top_block, "num_levels", 0))]
-        self._out_shapes = {f"p{lv}": ShapeSpec(channels=out_channels, stride=2**lv) for lv in levels}
+        names = [f"p{lv}" for lv in levels] if output_names is None else list(output_names)
+        if len(names) != len(levels) or len(set(names)) != len(names):
+            raise ValueError(f"FPN output_names must be {len(levels)} distinct names, got {output_names!r}")
+        self._out_shapes = {n: ShapeSpec(channels=out_channels, stride=2**lv) for n, lv in zip(names, levels)}
         # The top-down sums need every input level to be exactly 2x its finer neighbour; the top
         # block's strided ops accept any size, so padding to the coarsest input stride suffices.
         self._size_divisibility = max(in_shapes[-1].stride, bottom_up.size_divisibility)
 
     @staticmethod
     def _check_inputs(
-        bottom_up: Backbone, in_features: list[str] | tuple[str, ...]
+        bottom_up: Backbone, in_features: list[str] | tuple[str, ...], allow_same_stride: bool = False
     ) -> tuple[list[str], list[ShapeSpec]]:
-        """Sort ``in_features`` fine to coarse and check them against ``bottom_up.output_shape()``."""
+        """Sort ``in_features`` fine to coarse (stable: inputs of one stride keep their order) and
+        check them against ``bottom_up.output_shape()``."""
         shapes = bottom_up.output_shape()
         missing = [n for n in in_features if n not in shapes]
         if isinstance(in_features, str) or not in_features or missing:
@@ -154,9 +163,12 @@ class FPN(Backbone):
             )
         names = sorted(in_features, key=lambda n: shapes[n].stride)
         levels = [_level(shapes[n].stride, n) for n in names]
-        if any(b - a != 1 for a, b in zip(levels, levels[1:])):
+        steps = (0, 1) if allow_same_stride else (1,)
+        if any(b - a not in steps for a, b in zip(levels, levels[1:])):
             raise ValueError(
-                "FPN in_features must have strides doubling level to level, got "
+                "FPN in_features must have strides doubling level to level"
+                + (" (or equal)" if allow_same_stride else " (equal ones need output_names)")
+                + ", got "
                 + ", ".join(f"{n}: {shapes[n].stride}" for n in names)
             )
         return names, [shapes[n] for n in names]

@@ -17,8 +17,9 @@ s32_first    features.13     32      160
 ``("s16", "s32")`` (the default) gives FPN levels p4, p5 (+ p6). Note that torchvision's
 ``fasterrcnn_mobilenet_v3_large_fpn`` taps ``features.13`` and ``features.16`` instead: its
 "C4" is the output of the first *strided* block of the last stage, so both of its FPN inputs
-have stride 32 (160 and 960 channels). ``s32_first`` exposes that tap for comparisons; it cannot
-be combined with ``s32`` under :class:`FPN`, which needs one level per stride.
+have stride 32 (160 and 960 channels). ``s32_first`` exposes that tap; :class:`FPN` takes it
+together with ``s32`` when given ``output_names`` (see
+``configs/COCO-Detection/torchvision/fasterrcnn_mobilenet_v3_large_fpn.py``).
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ _BN_EPS = 1e-3
 _BN_MOMENTUM = 0.01
 
 
-def _norm_factory(norm: str) -> Callable[[int], nn.Module]:
+def _norm_factory(norm: str, eps: float = _BN_EPS) -> Callable[[int], nn.Module]:
     if norm == "FrozenBN":
-        return partial(FrozenBatchNorm2d, eps=_BN_EPS)
+        return partial(FrozenBatchNorm2d, eps=eps)
     if norm == "BN":
-        return partial(nn.BatchNorm2d, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        return partial(nn.BatchNorm2d, eps=eps, momentum=_BN_MOMENTUM)
     if norm == "SyncBN":
-        return partial(nn.SyncBatchNorm, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        return partial(nn.SyncBatchNorm, eps=eps, momentum=_BN_MOMENTUM)
     if not norm:
         raise ValueError("MobileNetV3 needs a norm ('FrozenBN', 'BN', 'SyncBN' or 'GN'), got ''")
     get_norm(norm, 16)  # fail now, with the valid names, on an unknown norm
@@ -90,6 +91,7 @@ class MobileNetV3(Backbone):
         out_features: tuple[str, ...] | list[str] = ("s16", "s32"),
         norm: str = "FrozenBN",
         freeze_at: int = 3,
+        bn_eps: float = _BN_EPS,
     ) -> None:
         """
         Args:
@@ -98,9 +100,11 @@ class MobileNetV3(Backbone):
             freeze_at: how many of torchvision's 6 stages to freeze, from the input; equal to
                 ``6 - trainable_backbone_layers`` of torchvision's detection builders. The default 3
                 freezes ``features.0`` .. ``features.6`` (up to stride 8), as torchvision does.
+            bn_eps: the BatchNorm epsilon (BN, SyncBN, FrozenBN). 1e-3 is the ImageNet classifier's;
+                torchvision's detection builders pass their own norm layer and so get 1e-5.
         """
         super().__init__()
-        features = mobilenet_v3_large(weights=None, norm_layer=_norm_factory(norm)).features
+        features = mobilenet_v3_large(weights=None, norm_layer=_norm_factory(norm, bn_eps)).features
         taps = _taps(features)
         if isinstance(out_features, str) or not out_features or set(out_features) - set(taps):
             raise ValueError(

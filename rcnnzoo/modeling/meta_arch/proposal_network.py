@@ -48,6 +48,8 @@ class ProposalNetwork(nn.Module):
             (the backbone's output shapes, ``{}`` without a backbone) and ``input_format``.
         pixel_mean, pixel_std: per-channel normalization in ``input_format`` order, needed with a
             backbone; without one the images are passed as they are.
+        pixel_divisor: images are divided by it before the normalization (see
+            :class:`GeneralizedRCNN`); 1 by default.
         input_format: "BGR" or "RGB", the channel order the model expects.
     """
 
@@ -61,6 +63,7 @@ class ProposalNetwork(nn.Module):
         pixel_mean: tuple[float, float, float] | None = None,
         pixel_std: tuple[float, float, float] | None = None,
         input_format: str = "BGR",
+        pixel_divisor: float = 1.0,
     ):
         super().__init__()
         if input_format not in ("BGR", "RGB"):
@@ -82,6 +85,9 @@ class ProposalNetwork(nn.Module):
         std = pixel_std if pixel_std is not None else (1.0, 1.0, 1.0)
         self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), False)
+        if pixel_divisor <= 0:
+            raise ValueError(f"pixel_divisor must be positive, got {pixel_divisor}")
+        self.pixel_divisor = float(pixel_divisor)
 
     @property
     def device(self) -> torch.device:

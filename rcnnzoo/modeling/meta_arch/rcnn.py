@@ -20,11 +20,17 @@ __all__ = ["GeneralizedRCNN", "run_proposal_generator", "normalize_images"]
 
 def normalize_images(model: nn.Module, batched_inputs: list[dict]) -> list[torch.Tensor]:
     """Each input's ``"image"`` (uint8 Tensor[C, H, W]) on ``model.device`` as float
-    ``(image - model.pixel_mean) / model.pixel_std``; the meta-architectures' shared first step."""
-    return [
-        (x["image"].to(model.device, non_blocking=True).float() - model.pixel_mean) / model.pixel_std
-        for x in batched_inputs
-    ]
+    ``(image - model.pixel_mean) / model.pixel_std``; the meta-architectures' shared first step.
+
+    A model with ``pixel_divisor`` other than 1 (see :class:`GeneralizedRCNN`) computes
+    ``(image / pixel_divisor - pixel_mean) / pixel_std`` instead.
+    """
+    divisor = getattr(model, "pixel_divisor", 1.0)
+    images = [x["image"].to(model.device, non_blocking=True).float() for x in batched_inputs]
+    if divisor != 1.0:  # skipped otherwise: the default arithmetic stays exactly as it was
+        images = [x / divisor for x in images]
+    return [(x - model.pixel_mean) / model.pixel_std for x in images]
+
 
 _TRAIN_MODES = ("joint", "rpn", "detector")
 
@@ -60,6 +66,10 @@ class GeneralizedRCNN(nn.Module):
     Args:
         pixel_mean, pixel_std: per-channel normalization in ``input_format`` order; kept as
             buffers so checkpoints carry them.
+        pixel_divisor: images are divided by it before the normalization. 1 (the default) with
+            mean and std on the 0-255 scale, or 255 with mean and std on the 0-1 scale, which is
+            torchvision's arithmetic: the two agree only to float rounding (~5e-7), which a deep
+            backbone grows to ~1e-3 in boxes and scores, so the torchvision configs use the latter.
         input_format: "BGR" or "RGB", the channel order the model expects.
         train_mode: which losses training computes: ``"joint"`` (RPN and detector, approximate
             joint training), ``"rpn"`` (the RoI heads do not run; steps 1 and 3 of the paper's
@@ -85,6 +95,7 @@ class GeneralizedRCNN(nn.Module):
         pixel_std: tuple[float, float, float],
         input_format: str = "BGR",
         train_mode: str = "joint",
+        pixel_divisor: float = 1.0,
     ):
         super().__init__()
         if input_format not in ("BGR", "RGB"):
@@ -100,6 +111,9 @@ class GeneralizedRCNN(nn.Module):
         self.input_format = input_format
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        if pixel_divisor <= 0:
+            raise ValueError(f"pixel_divisor must be positive, got {pixel_divisor}")
+        self.pixel_divisor = float(pixel_divisor)
 
     @property
     def device(self) -> torch.device:

@@ -44,12 +44,14 @@ def find_top_rpn_proposals(
     pre_nms_topk: int,
     post_nms_topk: int,
     min_box_size: float,
+    score_thresh: float = 0.0,
 ) -> list[Instances]:
     """Keep the best proposals of each image.
 
     Per level, the ``pre_nms_topk`` highest-scoring anchors are decoded; boxes are clipped
-    to their image, tiny or non-finite ones dropped, NMS runs per (image, level) pair in one
-    batched call, and the ``post_nms_topk`` best of each image are kept.
+    to their image, tiny or non-finite ones dropped (and, with ``score_thresh > 0``, those whose
+    objectness probability ``sigmoid(logit)`` is below it), NMS runs per (image, level) pair in
+    one batched call, and the ``post_nms_topk`` best of each image are kept.
 
     Args:
         anchors: per level, Tensor[A_l, 4].
@@ -68,6 +70,10 @@ def find_top_rpn_proposals(
 
     wh = boxes[..., 2:] - boxes[..., :2]
     keep = (wh > min_box_size).all(dim=-1) & torch.isfinite(boxes).all(dim=-1) & torch.isfinite(scores)
+    if score_thresh > 0:
+        # on the probability, as torchvision's rpn_score_thresh: a threshold on the logit would
+        # round differently at the boundary
+        keep &= torch.sigmoid(scores) >= score_thresh
     image_ids = torch.arange(n, device=device)[:, None].expand(n, k)
     group = image_ids * len(anchors) + levels[None, :]
 

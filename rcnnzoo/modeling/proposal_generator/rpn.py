@@ -87,6 +87,8 @@ class RPN(nn.Module):
         pre_nms_topk, post_nms_topk: (train, test) proposals kept per level before NMS, and per
             image after NMS.
         nms_thresh, min_box_size: proposal NMS IoU and smallest side kept (input pixels).
+        score_thresh: proposals whose objectness probability is below it are dropped before
+            NMS; 0 (the default) keeps them all, torchvision's MobileNetV3 models use 0.05.
         anchor_boundary_thresh: if >= 0, anchors crossing the image border by more than this
             are ignored in training (the paper's choice); -1 keeps them (detectron2, torchvision).
         smooth_l1_beta: 0 gives L1 (detectron2), 1/9 torchvision's smooth L1.
@@ -110,6 +112,7 @@ class RPN(nn.Module):
         post_nms_topk: tuple[int, int] = (1000, 1000),
         nms_thresh: float = 0.7,
         min_box_size: float = 0.0,
+        score_thresh: float = 0.0,
         anchor_boundary_thresh: int = -1,
         smooth_l1_beta: float = 0.0,
         loss_weight: dict[str, float] | None = None,
@@ -144,6 +147,7 @@ class RPN(nn.Module):
         self.post_nms_topk = {True: post_nms_topk[0], False: post_nms_topk[1]}
         self.nms_thresh = nms_thresh
         self.min_box_size = float(min_box_size)
+        self.score_thresh = float(score_thresh)
         self.anchor_boundary_thresh = anchor_boundary_thresh
         self.smooth_l1_beta = smooth_l1_beta
         self.loss_weight = {"loss_rpn_cls": 1.0, "loss_rpn_loc": 1.0, **(loss_weight or {})}
@@ -259,6 +263,7 @@ class RPN(nn.Module):
             pre_nms_topk=self.pre_nms_topk[self.training],
             post_nms_topk=self.post_nms_topk[self.training],
             min_box_size=self.min_box_size,
+            score_thresh=self.score_thresh,
         )
 
 

@@ -93,24 +93,27 @@ def fast_rcnn_inference(
     score_thresh: float,
     nms_thresh: float,
     topk_per_image: int,
+    min_box_size: float = 0.0,
 ) -> list[Instances]:
     """Per-class score threshold, class-aware NMS, then top-k, for each image.
 
     Args:
         boxes: per image, Tensor[Ri, K*4] (or Tensor[Ri, 4]) decoded boxes.
         scores: per image, Tensor[Ri, K+1] probabilities, background last.
+        min_box_size: if > 0, candidates whose clipped box is narrower or lower than it are
+            dropped before NMS (torchvision drops those under 1e-2 px); 0 keeps them all.
     Returns:
         per image, Instances(pred_boxes, scores, pred_classes) in that image's resized frame.
     """
     return [
-        _inference_single_image(b, s, size, score_thresh, nms_thresh, topk_per_image)
+        _inference_single_image(b, s, size, score_thresh, nms_thresh, topk_per_image, min_box_size)
         for b, s, size in zip(boxes, scores, image_sizes)
     ]
 
 
 def _inference_single_image(
     boxes: torch.Tensor, scores: torch.Tensor, image_size: tuple[int, int], score_thresh: float,
-    nms_thresh: float, topk: int,
+    nms_thresh: float, topk: int, min_box_size: float = 0.0,
 ) -> Instances:
     scores = scores[:, :-1]  # drop background
     num_rois, num_classes = scores.shape
@@ -122,6 +125,8 @@ def _inference_single_image(
     ).expand(num_rois, num_classes, 4)
 
     valid = torch.isfinite(boxes).all(dim=-1) & torch.isfinite(scores) & (scores > score_thresh)
+    if min_box_size > 0:
+        valid &= (boxes[..., 2:] - boxes[..., :2] >= min_box_size).all(dim=-1)
     roi_idx, cls_idx = valid.nonzero(as_tuple=True)
     cand_boxes = boxes[roi_idx, cls_idx]
     cand_scores = scores[roi_idx, cls_idx]
@@ -147,6 +152,8 @@ class FastRCNNOutputLayers(nn.Module):
         cls_agnostic_bbox_reg: one box per RoI instead of one per class.
         smooth_l1_beta: 0 gives L1 (detectron2); 1.0 the paper's smooth L1.
         test_score_thresh, test_nms_thresh, test_topk_per_image: inference settings.
+        test_min_box_size: at inference, drop candidate boxes (clipped) narrower or lower than
+            this before NMS; 0 (the default) keeps them all, torchvision uses 1e-2.
         loss_weight: multipliers for "loss_cls" and "loss_box_reg".
     """
 
@@ -163,6 +170,7 @@ class FastRCNNOutputLayers(nn.Module):
         test_score_thresh: float = 0.05,
         test_nms_thresh: float = 0.5,
         test_topk_per_image: int = 100,
+        test_min_box_size: float = 0.0,
         loss_weight: dict[str, float] | None = None,
     ):
         super().__init__()
@@ -179,6 +187,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.test_score_thresh = test_score_thresh
         self.test_nms_thresh = test_nms_thresh
         self.test_topk_per_image = test_topk_per_image
+        self.test_min_box_size = test_min_box_size
         self.loss_weight = {"loss_cls": 1.0, "loss_box_reg": 1.0, **(loss_weight or {})}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,4 +227,5 @@ class FastRCNNOutputLayers(nn.Module):
             self.test_score_thresh,
             self.test_nms_thresh,
             self.test_topk_per_image,
+            self.test_min_box_size,
         )

@@ -2,6 +2,7 @@
 
 from .batch_norm import FrozenBatchNorm2d, get_norm
 from .mask_ops import paste_masks_in_image
+from .roi_align import roi_align
 from .shape_spec import ShapeSpec
 
-__all__ = ["FrozenBatchNorm2d", "ShapeSpec", "get_norm", "paste_masks_in_image"]
+__all__ = ["FrozenBatchNorm2d", "ShapeSpec", "get_norm", "paste_masks_in_image", "roi_align"]

@@ -47,18 +47,19 @@ def test_shapes_mask_rcnn_fits_one_batch_and_then_segments_its_objects():
     counter = CountFgInputs(model.roi_heads)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     model.train()
-    first = None
+    mask_losses = []
     for _ in range(120):
         losses = model(batch)
         assert all(torch.isfinite(v) for v in losses.values()), losses
-        first = first or {k: v.item() for k, v in losses.items()}
+        mask_losses.append(losses["loss_mask"].item())
         optimizer.zero_grad()
         sum(losses.values()).backward()
         optimizer.step()
-    last = {k: v.item() for k, v in losses.items()}
     assert counter.mask_inputs == counter.foreground and min(counter.foreground) > 0
-    # Measured: loss_mask 0.69 -> 0.14.
-    assert last["loss_mask"] < 0.35 * first["loss_mask"], (first, last)
+    # Measured: loss_mask 0.69 -> 0.14. The last 10 iterations are averaged: one iteration's loss
+    # varies with the sampled RoIs and with the thread count's float rounding.
+    final = float(np.mean(mask_losses[-10:]))
+    assert final < 0.35 * mask_losses[0], (mask_losses[0], mask_losses[-10:])
 
     model.eval()
     with torch.no_grad():  # without height/width the detections stay in the resized (gt) frame

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torchvision.ops import roi_align
+
+from rcnnzoo.layers import roi_align
 
 from .base import ROI_POOLER_REGISTRY, MultiLevelPooler
 
@@ -12,7 +13,7 @@ __all__ = ["RoIAlign"]
 
 @ROI_POOLER_REGISTRY.register()
 class RoIAlign(MultiLevelPooler):
-    """RoIAlign on torchvision.ops, single- or multi-level.
+    """RoIAlign (:func:`rcnnzoo.layers.roi_align`, torchvision's numbers), single- or multi-level.
 
     Args:
         sampling_ratio: bilinear samples per bin side; 0 adapts it to the RoI size

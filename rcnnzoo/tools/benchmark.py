@@ -5,6 +5,7 @@ Examples::
     python tools/benchmark.py --config-file Shapes/faster_rcnn_tiny_fpn.py --task all
     python tools/benchmark.py --config-file COCO-Detection/faster_rcnn_R_50_FPN_1x.py \\
         --torchvision fasterrcnn_resnet50_fpn --image-size 800 1216 --task inference --score-thresh 0
+    python tools/benchmark.py --suite targets --json targets.json  # every target of issue #7
 
 How it stays honest:
 
@@ -245,32 +246,54 @@ def _peak_memory_mb(device: torch.device, fn: Callable[[], Any]) -> float | None
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def load_config(config_file: str, opts: Sequence[str] = (), score_thresh: float | None = None) -> Any:
+    """The config ``config_file`` with ``KEY=VALUE`` overrides and, if given, the test score threshold."""
+    cfg = LazyConfig.load(resolve_config_path(config_file))
+    cfg = LazyConfig.apply_overrides(cfg, list(opts))
+    if score_thresh is not None:
+        cfg.model.roi_heads.box_predictor.test_score_thresh = score_thresh
+    return cfg
+
+
+def build_ours(cfg: Any, device: torch.device) -> torch.nn.Module:
+    """rcnnzoo's model of ``cfg`` with its random initialization (seed 0), on ``device``."""
+    torch.manual_seed(0)
+    return instantiate(cfg.model).to(device)
+
+
+def build_counterpart(
+    cfg: Any, arch: str, height: int, width: int, score_thresh: float | None
+) -> torch.nn.Module:
+    """torchvision's ``arch`` doing the same work as ``cfg``'s model: same class, proposal and RoI
+    counts, same frozen backbone parts (see :func:`match_backbone_training`); on the CPU."""
+    num_classes = int(cfg.model.roi_heads.num_classes)
+    model = build_torchvision_model(arch, num_classes, height, width, score_thresh, torchvision_settings(cfg))
+    bottom_up = cfg_get(cfg, "model.backbone.bottom_up", None) or {}
+    return match_backbone_training(
+        model, frozen_bn=bottom_up.get("norm") == "FrozenBN", freeze_at=int(bottom_up.get("freeze_at", 0))
+    )
+
+
+def has_masks(cfg: Any) -> bool:
+    """Whether ``cfg``'s model trains with ground-truth masks (a mask head on its RoI heads)."""
+    return cfg_get(cfg, "model.roi_heads.mask_head", None) is not None
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Build the models, time what ``args`` asks for, return the results as a dict."""
     torch.set_num_threads(args.threads) if args.threads else None
-    cfg = LazyConfig.load(resolve_config_path(args.config_file))
-    cfg = LazyConfig.apply_overrides(cfg, list(args.opts or []))
-    if args.score_thresh is not None:
-        cfg.model.roi_heads.box_predictor.test_score_thresh = args.score_thresh
+    cfg = load_config(args.config_file, args.opts or [], args.score_thresh)
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    ours = instantiate(cfg.model).to(device)
+    ours = build_ours(cfg, device)
     num_classes = int(cfg.model.roi_heads.num_classes)
     input_format = getattr(ours, "input_format", "BGR")
     height, width = args.image_size
     models: dict[str, torch.nn.Module] = {"rcnnzoo": ours}
     if args.torchvision:
-        tv_model = build_torchvision_model(
-            args.torchvision, num_classes, height, width, args.score_thresh, torchvision_settings(cfg)
-        )
-        bottom_up = cfg_get(cfg, "model.backbone.bottom_up", None) or {}
-        tv_model = match_backbone_training(
-            tv_model, frozen_bn=bottom_up.get("norm") == "FrozenBN", freeze_at=int(bottom_up.get("freeze_at", 0))
-        )
+        tv_model = build_counterpart(cfg, args.torchvision, height, width, args.score_thresh)
         models["torchvision"] = tv_model.to(device)
 
-    # Mask R-CNN configs (a mask head on the RoI heads) train with ground-truth masks
-    with_masks = cfg_get(cfg, "model.roi_heads.mask_head", None) is not None
+    with_masks = has_masks(cfg)
     results = []
     tasks = ("train", "inference") if args.task == "all" else (args.task,)
     for task in tasks:
@@ -279,7 +302,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 inputs = make_inputs(batch, height, width, num_classes, with_masks=with_masks)
                 row: dict[str, Any] = {"task": task, "batch_size": batch, "dtype": dtype}
                 for name, model in models.items():
-                    fn = _make_fn(name, model, task, inputs, device, dtype, input_format)
+                    fn = make_model_fn(name, model, task, inputs, device, dtype, input_format)
                     seconds = time_fn(fn, args.iters, args.warmup, device)
                     if task == "train":
                         row[f"{name}_images_per_s"] = batch / seconds
@@ -287,7 +310,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         row[f"{name}_ms_per_image"] = 1000 * seconds / batch
                 if task == "inference":
-                    backbone = _make_backbone_fn(ours, inputs, device, dtype)
+                    backbone = make_backbone_fn(ours, inputs, device, dtype)
                     row["rcnnzoo_backbone_ms_per_image"] = 1000 * time_fn(
                         backbone, args.iters, args.warmup, device
                     ) / batch
@@ -306,14 +329,22 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "score_thresh": args.score_thresh,
         "iters": args.iters,
         "warmup": args.warmup,
-        "device": _device_name(device),
+        "device": device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "results": results,
     }
 
 
-def _make_fn(name, model, task, inputs, device, dtype, input_format) -> Callable[[], Any]:
+def make_model_fn(name, model, task, inputs, device, dtype, input_format) -> Callable[[], Any]:
+    """One training step (SGD) or one inference call of ``model`` on ``inputs``, as a function to time.
+
+    Args:
+        name: "rcnnzoo" (our input format) or "torchvision" (float RGB tensors and target dicts,
+            converted here, before timing).
+        task: "train" or "inference".
+        inputs: :func:`make_inputs`' output, on the CPU.
+    """
     train = task == "train"
     model.train(train)
     if name == "rcnnzoo":
@@ -348,7 +379,8 @@ def _with_mode(model: torch.nn.Module, training: bool, fn: Callable[[], Any]) ->
     return call
 
 
-def _make_backbone_fn(model, inputs, device, dtype) -> Callable[[], Any]:
+def make_backbone_fn(model, inputs, device, dtype) -> Callable[[], Any]:
+    """Our model's preprocessing and backbone alone, in inference mode, as a function to time."""
     batch = _ours_inputs(inputs, device, False)
 
     def backbone() -> Any:
@@ -360,10 +392,22 @@ def _make_backbone_fn(model, inputs, device, dtype) -> Callable[[], Any]:
     return backbone
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+    return f"CPU ({cpu_name()}), {torch.get_num_threads()} threads"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _format_row(row: dict[str, Any]) -> str:
@@ -377,7 +421,23 @@ def _format_row(row: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="config path or shipped config name")
+    parser.add_argument("--config-file", help="config path or shipped config name (not with --suite)")
+    parser.add_argument(
+        "--suite",
+        choices=("targets",),
+        default=None,
+        help="instead of one config: every speed target of issue #7 beside torchvision, as one table "
+        "(see rcnnzoo/tools/benchmark_suite.py); uses --image-size, --iters, --warmup, --device, "
+        "--threads (CPU rows; default 2) and --json",
+    )
+    parser.add_argument(
+        "--suite-only",
+        nargs="+",
+        default=None,
+        metavar="ID",
+        help="with --suite: run only the rows whose id starts with one of these (e.g. cpu_inference_r50, "
+        "gpu_train); the others are reported as not selected",
+    )
     parser.add_argument("--task", choices=("train", "inference", "all"), default="all")
     parser.add_argument(
         "--torchvision", default=None, metavar="ARCH", help=f"also time torchvision's ARCH: {_TORCHVISION_ARCHS}"
@@ -390,16 +450,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default; with --suite, 2)"
+    )
     parser.add_argument("--json", default="", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY=VALUE")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    args.batch_sizes = {"train": args.train_batch_sizes, "inference": args.inference_batch_sizes}
-    report = run_benchmark(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.suite:
+        from rcnnzoo.tools.benchmark_suite import run_suite  # imports this module
+
+        if args.config_file or args.torchvision or args.opts:
+            parser.error("--suite picks its own configs: no --config-file, --torchvision or overrides")
+        report = run_suite(args)
+    elif args.suite_only:
+        parser.error("--suite-only goes with --suite")
+    elif not args.config_file:
+        parser.error("--config-file is required (or --suite)")
+    else:
+        args.batch_sizes = {"train": args.train_batch_sizes, "inference": args.inference_batch_sizes}
+        report = run_benchmark(args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rcnnzoo.tools import benchmark
@@ -96,3 +97,113 @@ def test_torchvision_model_gets_our_frozen_backbone_and_proposal_counts():
     assert not any(p.requires_grad for p in body.layer1.parameters())
     assert all(p.requires_grad for p in body.layer2.parameters())
     assert tv.rpn._post_nms_top_n["training"] == 1000
+
+
+def test_suite_reports_every_target_row_and_runs_the_selected_ones(tmp_path, capsys):
+    from rcnnzoo.tools.benchmark_suite import suite_targets
+
+    out = tmp_path / "suite.json"
+    report = benchmark.main(
+        [
+            "--suite=targets",
+            "--device=cpu",  # the GPU rows are skipped even where CUDA is there
+            "--image-size",
+            "64",
+            "96",
+            "--iters=1",
+            "--warmup=0",
+            "--suite-only",
+            "cpu_inference_r50",
+            "gpu_train",
+            f"--json={out}",
+        ]
+    )
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(report))
+    rows = {row["id"]: row for row in saved["rows"]}
+    # every target of issue #7, in every setting it names
+    dtypes = ("fp32", "bf16")
+    expected = {
+        f"gpu_{what}_{model}_b8_{dtype}"
+        for what in ("train", "memory")
+        for model in ("faster_rcnn_r50", "mask_rcnn_r50")
+        for dtype in dtypes
+    }
+    expected |= {
+        f"gpu_inference_vs_{ref}_b{batch}_{dtype}"
+        for ref in ("torchvision", "backbone")
+        for batch in (1, 8)
+        for dtype in dtypes
+    }
+    expected |= {"cpu_inference_r50", "cpu_inference_mobilenet_v3", "cpu_train_shapes_tiny"}
+    assert set(rows) == expected and [row["id"] for row in saved["rows"]] == [t.id for t in suite_targets()]
+    for row in rows.values():
+        if row["id"] != "cpu_inference_r50":
+            assert row["status"] == "skipped" and row["reason"]
+            assert row["ours"] is None and row["ratio"] is None and row["met"] is None
+    assert all(rows[i]["reason"].startswith("no CUDA device") for i in rows if i.startswith("gpu_train"))
+    assert rows["gpu_memory_mask_rcnn_r50_b8_bf16"]["reason"] == "not selected (--suite-only)"
+    assert rows["gpu_train_faster_rcnn_r50_b8_bf16"]["bar"] == 1.5
+    assert rows["gpu_train_mask_rcnn_r50_b8_fp32"]["bar"] == 3
+
+    r50 = rows["cpu_inference_r50"]
+    assert r50["status"] == "measured" and r50["image_size"] == [64, 96] and r50["unit"] == "ms/image"
+    assert r50["ours"] > 0 and r50["reference"] > 0
+    # a speedup: torchvision's time over ours
+    assert r50["ratio"] == pytest.approx(r50["reference"] / r50["ours"])
+    assert r50["met"] == (r50["ratio"] >= 1.5)
+    assert saved["cpu_threads"] == 2 and saved["machine"]["gpu"] is None
+    table = capsys.readouterr().out
+    assert "| cpu_inference_r50 | CPU inference speed vs torchvision |" in table
+    assert "skipped: no CUDA device" in table
+
+
+def test_suite_ratios_point_the_same_way_in_every_kind_of_row():
+    from rcnnzoo.tools.benchmark_suite import Measurement, suite_targets, target_row
+
+    targets = {t.id: t for t in suite_targets()}
+
+    def row(target_id: str, **measured: Measurement) -> dict:
+        target = targets[target_id]
+        found = {(who, target.setting): m for who, m in measured.items()}
+        return target_row(target, None, found, (800, 1216))
+
+    # batch 8: ours 0.5 s per step and 1 GiB at peak, torchvision 1 s and 2 GiB
+    ours, theirs = Measurement(0.5, 1024.0), Measurement(1.0, 2048.0)
+    train = row("gpu_train_faster_rcnn_r50_b8_bf16", rcnnzoo=ours, torchvision=theirs)
+    assert (train["unit"], train["ours"], train["reference"]) == ("images/s", 16, 8)
+    assert train["ratio"] == 2 and train["met"] is True
+    mask = row("gpu_train_mask_rcnn_r50_b8_bf16", rcnnzoo=ours, torchvision=theirs)
+    assert mask["ratio"] == 2 and mask["met"] is False  # the Mask R-CNN bar is 3x
+    memory = row("gpu_memory_faster_rcnn_r50_b8_bf16", rcnnzoo=ours, torchvision=theirs)
+    assert (memory["unit"], memory["ours"], memory["reference"], memory["ratio"]) == ("MiB", 1024, 2048, 0.5)
+    assert memory["met"] is True and memory["bar_op"] == "<="
+
+    ours, theirs = Measurement(0.8), Measurement(2.0)
+    infer = row("gpu_inference_vs_torchvision_b8_fp32", rcnnzoo=ours, torchvision=theirs)
+    assert infer["unit"] == "ms/image"
+    assert infer["ours"] == pytest.approx(100) and infer["reference"] == pytest.approx(250)
+    assert infer["ratio"] == pytest.approx(2.5) and infer["met"] is False
+    latency = row("gpu_inference_vs_backbone_b1_fp32", rcnnzoo=Measurement(0.03), backbone=Measurement(0.02))
+    assert latency["ratio"] == pytest.approx(1.5) and latency["met"] is True
+    assert latency["reference"] == pytest.approx(20) and latency["reference_is"] == "rcnnzoo backbone alone"
+
+    out_of_memory = Measurement(error="OutOfMemoryError: x")
+    failed = row("gpu_train_faster_rcnn_r50_b8_fp32", rcnnzoo=out_of_memory, torchvision=theirs)
+    assert failed["status"] == "failed" and failed["met"] is None
+    assert "rcnnzoo: OutOfMemoryError" in failed["reason"]
+
+
+def test_suite_refuses_a_config():
+    with pytest.raises(SystemExit):
+        benchmark.main(["--suite=targets", "--config-file=Shapes/faster_rcnn_tiny_fpn.py"])
+
+
+def test_suite_reports_a_missing_config_as_skipped(monkeypatch):
+    from rcnnzoo.tools import benchmark_suite
+
+    missing = ("Faster R-CNN X", "COCO-Detection/torchvision/no_such_config.py", "fasterrcnn_resnet50_fpn")
+    monkeypatch.setattr(benchmark_suite, "MOBILENET_V3", missing)
+    report = benchmark.main(["--suite=targets", "--device=cpu", "--suite-only=cpu_inference_mobilenet_v3"])
+    (row,) = [row for row in report["rows"] if row["id"] == "cpu_inference_mobilenet_v3"]
+    assert row["status"] == "skipped" and row["reason"] == f"config not found: {missing[1]}"

@@ -12,7 +12,7 @@ from rcnnzoo.modeling.backbone import Backbone
 from rcnnzoo.structures import Boxes, ImageList, Instances
 
 from .build import META_ARCH_REGISTRY
-from .rcnn import normalize_images, run_proposal_generator
+from .rcnn import normalize_images, register_normalization, run_proposal_generator
 
 __all__ = ["ProposalNetwork", "rescale_proposals"]
 
@@ -83,11 +83,7 @@ class ProposalNetwork(nn.Module):
         # Also where the model's device is read from: it may have no parameters.
         mean = pixel_mean if pixel_mean is not None else (0.0, 0.0, 0.0)
         std = pixel_std if pixel_std is not None else (1.0, 1.0, 1.0)
-        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), False)
-        if pixel_divisor <= 0:
-            raise ValueError(f"pixel_divisor must be positive, got {pixel_divisor}")
-        self.pixel_divisor = float(pixel_divisor)
+        register_normalization(self, mean, std, pixel_divisor)
 
     @property
     def device(self) -> torch.device:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -15,7 +15,19 @@ from rcnnzoo.structures import ImageList, Instances
 from .build import META_ARCH_REGISTRY
 from .postprocessing import detector_postprocess
 
-__all__ = ["GeneralizedRCNN", "run_proposal_generator", "normalize_images"]
+__all__ = ["GeneralizedRCNN", "run_proposal_generator", "normalize_images", "register_normalization"]
+
+
+def register_normalization(
+    model: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float], pixel_divisor: float
+) -> None:
+    """Give ``model`` what :func:`normalize_images` reads: ``pixel_mean`` / ``pixel_std`` buffers
+    (Tensor[C, 1, 1], not saved in checkpoints) and a positive ``pixel_divisor``."""
+    if pixel_divisor <= 0:
+        raise ValueError(f"pixel_divisor must be positive, got {pixel_divisor}")
+    model.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
+    model.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+    model.pixel_divisor = float(pixel_divisor)
 
 
 def normalize_images(model: nn.Module, batched_inputs: list[dict]) -> list[torch.Tensor]:
@@ -109,11 +121,7 @@ class GeneralizedRCNN(nn.Module):
         self.proposal_generator = build_part(proposal_generator, input_shape=shape, input_format=input_format)
         self.roi_heads = build_part(roi_heads, input_shape=shape)
         self.input_format = input_format
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
-        if pixel_divisor <= 0:
-            raise ValueError(f"pixel_divisor must be positive, got {pixel_divisor}")
-        self.pixel_divisor = float(pixel_divisor)
+        register_normalization(self, pixel_mean, pixel_std, pixel_divisor)
 
     @property
     def device(self) -> torch.device:

@@ -31,7 +31,7 @@ from rcnnzoo.structures import ImageList, Instances
 from .build import META_ARCH_REGISTRY
 from .crop_warp import crop_and_warp
 from .postprocessing import detector_postprocess
-from .rcnn import normalize_images, run_proposal_generator
+from .rcnn import normalize_images, register_normalization, run_proposal_generator
 
 __all__ = ["RCNN"]
 
@@ -167,10 +167,7 @@ class RCNN(nn.Module):
             nn.init.zeros_(self.pool5_bbox_pred.bias)
             self.pool5_bbox_pred.requires_grad_(False)  # fitted post hoc, by ridge regression
         self.input_format = input_format
-        self.register_buffer(
-            "pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False
-        )
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        register_normalization(self, pixel_mean, pixel_std, 1.0)
 
     def _pooled_shape(self, shapes: dict[str, ShapeSpec]) -> ShapeSpec:
         if self.in_feature not in shapes:

@@ -24,8 +24,7 @@ from rcnnzoo.layers import ShapeSpec
 from rcnnzoo.modeling.backbone import Backbone
 from rcnnzoo.modeling.matcher import Matcher
 from rcnnzoo.modeling.poolers import convert_boxes_to_rois
-from rcnnzoo.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
-from rcnnzoo.modeling.roi_heads.roi_heads import sample_rois
+from rcnnzoo.modeling.roi_heads.roi_heads import sample_training_rois
 from rcnnzoo.structures import ImageList, Instances
 
 from .build import META_ARCH_REGISTRY
@@ -257,20 +256,7 @@ class RCNN(nn.Module):
     ) -> list[Instances]:
         """Per image, the sampled training windows with ``gt_classes`` and ``gt_boxes`` (see
         :func:`~rcnnzoo.modeling.roi_heads.sample_rois`)."""
-        if self.proposal_append_gt:
-            proposals = add_ground_truth_to_proposals(targets, proposals)
-        return [
-            sample_rois(
-                p,
-                t,
-                self.proposal_matcher,
-                self.num_classes,
-                self.batch_size_per_image,
-                self.positive_fraction,
-                with_class_ious=getattr(self.box_predictor, "needs_gt_class_ious", False),
-            )
-            for p, t in zip(proposals, targets)
-        ]
+        return sample_training_rois(self, proposals, targets)
 
     def forward(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor] | list[dict]:
         if not self.training:

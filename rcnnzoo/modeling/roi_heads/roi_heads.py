@@ -16,7 +16,7 @@ from rcnnzoo.modeling.sampling import subsample_labels
 from rcnnzoo.structures import Boxes, ImageList, Instances
 from rcnnzoo.utils.registry import Registry
 
-__all__ = ["ROI_HEADS_REGISTRY", "Res5ROIHeads", "StandardROIHeads", "sample_rois", "select_foreground_proposals"]
+__all__ = ["ROI_HEADS_REGISTRY", "Res5ROIHeads", "StandardROIHeads", "sample_rois", "sample_training_rois", "select_foreground_proposals"]
 
 ROI_HEADS_REGISTRY = Registry("ROI_HEADS")
 ROI_HEADS_REGISTRY.__doc__ = """RoI heads: called as ``(images, features, proposals, targets)`` and
@@ -74,6 +74,27 @@ def sample_rois(
             class_ious[:, k] = iou_kept[targets.gt_classes == k].amax(dim=0)
         sampled.gt_class_ious = class_ious
     return sampled
+
+
+def sample_training_rois(heads: nn.Module, proposals: list[Instances], targets: list[Instances]) -> list[Instances]:
+    """The training RoIs of every image, as the RoI heads and R-CNN's meta-architecture sample them:
+    the ground truth appended to the proposals if ``heads.proposal_append_gt``, then
+    :func:`sample_rois` with ``heads``' matcher, class count, batch size and positive fraction
+    (class IoUs too when ``heads.box_predictor`` needs them, as the SVM head does)."""
+    if heads.proposal_append_gt:
+        proposals = add_ground_truth_to_proposals(targets, proposals)
+    return [
+        sample_rois(
+            p,
+            t,
+            heads.proposal_matcher,
+            heads.num_classes,
+            heads.batch_size_per_image,
+            heads.positive_fraction,
+            with_class_ious=getattr(heads.box_predictor, "needs_gt_class_ious", False),
+        )
+        for p, t in zip(proposals, targets)
+    ]
 
 
 def select_foreground_proposals(proposals: list[Instances], num_classes: int) -> tuple[list[Instances], torch.Tensor]:
@@ -163,20 +184,7 @@ class StandardROIHeads(nn.Module):
 
     def label_and_sample_proposals(self, proposals: list[Instances], targets: list[Instances]) -> list[Instances]:
         """Per image, the sampled RoIs with ``gt_classes``, ``gt_boxes`` and ``gt_indices`` (see :func:`sample_rois`)."""
-        if self.proposal_append_gt:
-            proposals = add_ground_truth_to_proposals(targets, proposals)
-        return [
-            sample_rois(
-                p,
-                t,
-                self.proposal_matcher,
-                self.num_classes,
-                self.batch_size_per_image,
-                self.positive_fraction,
-                with_class_ious=getattr(self.box_predictor, "needs_gt_class_ious", False),
-            )
-            for p, t in zip(proposals, targets)
-        ]
+        return sample_training_rois(self, proposals, targets)
 
     def forward(
         self,

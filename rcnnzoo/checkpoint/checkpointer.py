@@ -229,6 +229,13 @@ class Checkpointer(_FvcoreCheckpointer):
         """
         if not self.save_dir:
             return
+        from rcnnzoo.modeling.inference_optimization import is_optimized_for_inference
+
+        if is_optimized_for_inference(getattr(self.model, "module", self.model)):
+            raise ValueError(
+                f"Not saving {name!r}: the model was changed by optimize_for_inference (norms folded "
+                "into convs), so its weights no longer match its config; save it before optimizing"
+            )
         names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
         unknown = [n for n in names if n not in self.checkpointables]
         if unknown:

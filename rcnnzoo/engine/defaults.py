@@ -77,6 +77,13 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "re-initialises the predictor layers. --resume, when a checkpoint exists, takes precedence",
     )
     parser.add_argument("--eval-only", action="store_true", help="evaluate the loaded weights and exit")
+    parser.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="with --eval-only: evaluate the model as built, not optimized for inference (norms folded "
+        "into convs, channels-last; same detections up to float rounding, faster)",
+    )
     parser.add_argument("--num-gpus", type=int, default=1, help="processes (GPUs) per machine")
     parser.add_argument("--num-machines", type=int, default=1, help="machines in the job")
     parser.add_argument(
@@ -178,14 +185,15 @@ class DefaultPredictor(Predictor):
         instances = outputs["instances"]    # in the coordinates of the input image
     """
 
-    def __init__(self, cfg: Any, weights: str | None = None) -> None:
+    def __init__(self, cfg: Any, weights: str | None = None, *, optimize: bool = True) -> None:
         """
         Args:
             cfg: a lazy config with ``model`` (and ``model.input_format``),
                 ``dataloader.test.mapper.augmentations`` and optionally ``train.device``.
             weights: a checkpoint; ``None`` uses ``cfg.train.init_checkpoint``; ``""`` loads nothing.
+            optimize: see :class:`~rcnnzoo.engine.predictor.Predictor`.
         """
-        super().__init__(cfg, weights, batch_size=1)
+        super().__init__(cfg, weights, batch_size=1, optimize=optimize)
 
     def __call__(self, image: np.ndarray) -> dict[str, Any]:
         """Detect objects in one image.

@@ -8,6 +8,7 @@ from rcnnzoo.layers import ShapeSpec
 from .anchor_generator import ANCHOR_GENERATOR_REGISTRY, DefaultAnchorGenerator
 from .backbone import BACKBONE_REGISTRY, FPN, VGG16, Backbone, MobileNetV3, ResNet, TinyNet
 from .box_regression import Box2BoxTransform
+from .inference_optimization import fold_conv_norms, optimize_for_inference, register_conv_norm_pairs
 from .matcher import Matcher
 from .meta_arch import META_ARCH_REGISTRY, RCNN, GeneralizedRCNN, ProposalNetwork
 from .poolers import ROI_POOLER_REGISTRY, RoIAlign, RoIPool, SPPPooler
@@ -35,6 +36,9 @@ from .roi_heads import (
 )
 
 __all__ = [
+    "fold_conv_norms",
+    "optimize_for_inference",
+    "register_conv_norm_pairs",
     "ANCHOR_GENERATOR_REGISTRY",
     "BACKBONE_REGISTRY",
     "META_ARCH_REGISTRY",

@@ -16,10 +16,14 @@ How it stays honest:
   clock read;
 * torchvision's float conversion of the inputs is done before timing (ours converts inside the
   model and is timed doing it);
-* models are built with random weights of the same layout (same class count, same detections per
-  image), in the same process, one after the other; torchvision's ResNet backbone gets the same
-  frozen BN and frozen stages as ours (its builders make everything trainable when built without
-  weights, which would make it slower than it is in real use).
+* models are built with the same random weights: torchvision's initialization, converted into
+  ours (:func:`share_weights`), so both keep the same proposals and detections and their
+  post-processing does the same work; torchvision's ResNet backbone gets the same frozen BN and
+  frozen stages as ours (its builders make everything trainable when built without weights,
+  which would make it slower than it is in real use);
+* our inference runs the model as :class:`rcnnzoo.engine.Predictor` does, optimized for
+  inference (:func:`rcnnzoo.modeling.optimize_for_inference`: norms folded into the convs,
+  channels-last); ``--no-optimize`` times it as built. Training always runs the model as built.
 
 Results are printed as a table and, with ``--json FILE``, written as JSON.
 """
@@ -27,6 +31,7 @@ Results are printed as a table and, with ``--json FILE``, written as JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import platform
@@ -261,6 +266,30 @@ def build_ours(cfg: Any, device: torch.device) -> torch.nn.Module:
     return instantiate(cfg.model).to(device)
 
 
+def share_weights(ours: torch.nn.Module, counterpart: torch.nn.Module, arch: str) -> bool:
+    """Load ``counterpart``'s (torchvision's ``arch``) weights into ``ours``; False, with a warning,
+    when they do not convert (the models then keep their own random weights)."""
+    from rcnnzoo.model_zoo.converters import ConversionError, convert_torchvision_state_dict
+
+    try:
+        state = convert_torchvision_state_dict(counterpart.state_dict(), arch)
+        device = next(ours.parameters()).device
+        ours.load_state_dict({k: v.to(device) for k, v in state.items()}, strict=True)
+    except (ConversionError, RuntimeError) as e:
+        logger.warning(f"Could not give our model torchvision's {arch} weights ({e}); each keeps its own")
+        return False
+    return True
+
+
+def inference_model(model: torch.nn.Module, optimize: bool) -> torch.nn.Module:
+    """The model our inference rows time: an optimized copy (as the Predictor runs it), or ``model``."""
+    if not optimize:
+        return model
+    from rcnnzoo.modeling import optimize_for_inference
+
+    return optimize_for_inference(copy.deepcopy(model))
+
+
 def build_counterpart(
     cfg: Any, arch: str, height: int, width: int, score_thresh: float | None
 ) -> torch.nn.Module:
@@ -291,7 +320,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     models: dict[str, torch.nn.Module] = {"rcnnzoo": ours}
     if args.torchvision:
         tv_model = build_counterpart(cfg, args.torchvision, height, width, args.score_thresh)
+        share_weights(ours, tv_model, args.torchvision)
         models["torchvision"] = tv_model.to(device)
+    # copied before any training step changes the weights, so both models infer with the same ones
+    optimized = inference_model(ours, args.optimize) if args.task != "train" else None
 
     with_masks = has_masks(cfg)
     results = []
@@ -302,6 +334,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 inputs = make_inputs(batch, height, width, num_classes, with_masks=with_masks)
                 row: dict[str, Any] = {"task": task, "batch_size": batch, "dtype": dtype}
                 for name, model in models.items():
+                    if name == "rcnnzoo" and task == "inference":
+                        model = optimized
                     fn = make_model_fn(name, model, task, inputs, device, dtype, input_format)
                     seconds = time_fn(fn, args.iters, args.warmup, device)
                     if task == "train":
@@ -310,7 +344,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         row[f"{name}_ms_per_image"] = 1000 * seconds / batch
                 if task == "inference":
-                    backbone = make_backbone_fn(ours, inputs, device, dtype)
+                    backbone = make_backbone_fn(optimized, inputs, device, dtype)
                     row["rcnnzoo_backbone_ms_per_image"] = 1000 * time_fn(
                         backbone, args.iters, args.warmup, device
                     ) / batch
@@ -325,6 +359,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "config": args.config_file,
         "overrides": list(args.opts or []),
         "torchvision_arch": args.torchvision,
+        "optimized_for_inference": args.optimize,
         "image_size": [height, width],
         "score_thresh": args.score_thresh,
         "iters": args.iters,
@@ -452,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default; with --suite, 2)"
+    )
+    parser.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="time our inference with the model as built, not optimized for inference (folded norms, "
+        "channels-last) as the Predictor runs it",
     )
     parser.add_argument("--json", default="", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY=VALUE")

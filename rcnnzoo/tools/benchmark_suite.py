@@ -166,7 +166,8 @@ def run_suite(args: Any) -> dict[str, Any]:
     targets = suite_targets()
     skipped = {t.id: _skip_reason(t, args.suite_only, no_gpu) for t in targets}
     runnable = [t for t in targets if skipped[t.id] is None]
-    measured = _measure_all(runnable, size, gpu, threads, args.iters, args.warmup)
+    optimize = getattr(args, "optimize", True)
+    measured = _measure_all(runnable, size, gpu, threads, args.iters, args.warmup, optimize)
     rows = [target_row(t, skipped[t.id], measured, size) for t in targets]
     report = {
         "suite": "targets",
@@ -181,6 +182,7 @@ def run_suite(args: Any) -> dict[str, Any]:
         "torchvision": _torchvision_version(),
         "image_size": list(size),
         "score_thresh": SCORE_THRESH,
+        "optimized_for_inference": optimize,
         "iters": args.iters,
         "warmup": args.warmup,
         "rows": rows,
@@ -224,6 +226,7 @@ def _measure_all(
     threads: int,
     iters: int,
     warmup: int,
+    optimize: bool = True,
 ) -> dict[_Job, Measurement]:
     """Every measurement ``targets`` need, each once; one model on its device at a time."""
     # (config, arch, device, image size) -> model built ("rcnnzoo" or "torchvision") -> its jobs;
@@ -242,19 +245,32 @@ def _measure_all(
     ):
         device = gpu if device_type == "cuda" else torch.device("cpu")
         with _cpu_threads(threads if device_type == "cpu" else None):
+            counterpart = None  # torchvision's model, on the CPU until its turn; ours takes its weights
             for built, jobs in by_model.items():
                 try:
                     cfg = benchmark.load_config(config, score_thresh=SCORE_THRESH)
+                    if counterpart is None and arch is not None:
+                        counterpart = benchmark.build_counterpart(cfg, arch, height, width, SCORE_THRESH)
                     if built == "rcnnzoo":
-                        model = benchmark.build_ours(cfg, device)
+                        model = benchmark.build_ours(cfg, torch.device("cpu"))
+                        if counterpart is not None:
+                            benchmark.share_weights(model, counterpart, arch)
+                        # the inference copy stays on the CPU (out of the training rows' GPU memory)
+                        # until an inference row needs it
+                        optimized = _inference_copy(model, jobs, optimize)
+                        model = model.to(device)
                     else:
-                        model = benchmark.build_counterpart(cfg, arch, height, width, SCORE_THRESH).to(device)
+                        # dropped here, so it leaves the GPU with ``model`` below
+                        model, optimized, counterpart = counterpart.to(device), None, None
                 except Exception as e:  # reported in the rows that needed this model
                     logger.warning("building %s for %s failed", built, config, exc_info=True)
                     results.update((job, Measurement(error=_describe(e))) for job in jobs)
                     continue
                 for who, setting in jobs:
-                    m = _measure(who, setting, model, cfg, device, height, width, iters, warmup)
+                    runs = model
+                    if optimized is not None and setting.task == "inference":
+                        runs = optimized = optimized.to(device)
+                    m = _measure(who, setting, runs, cfg, device, height, width, iters, warmup)
                     results[(who, setting)] = m
                     figure = f"{m.seconds:.4f} s per call" if m.error is None else m.error
                     print(
@@ -262,9 +278,16 @@ def _measure_all(
                         f"{setting.dtype}: {figure}",
                         flush=True,
                     )
-                del model
+                del model, optimized
                 _release(device)
     return results
+
+
+def _inference_copy(model: torch.nn.Module, jobs, optimize: bool) -> torch.nn.Module | None:
+    """Our model as inference rows time it (see :func:`benchmark.inference_model`), if any job infers."""
+    if not any(setting.task == "inference" for _, setting in jobs):
+        return None
+    return benchmark.inference_model(model, optimize) if optimize else model
 
 
 def _measure(who, setting, model, cfg, device, height, width, iters, warmup) -> Measurement:
@@ -375,7 +398,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"GPU: {machine['gpu'] or 'none'}; CPU: {machine['cpu']} ({machine['cpu_count']} cores), CPU rows on "
         f"{report['cpu_threads']} threads; torch {report['torch']}, torchvision {report['torchvision']}; "
         f"images {report['image_size'][0]}x{report['image_size'][1]} unless stated, score threshold "
-        f"{report['score_thresh']:g}, {report['warmup']} warm-up + {report['iters']} timed iterations.",
+        f"{report['score_thresh']:g}, {report['warmup']} warm-up + {report['iters']} timed iterations; "
+        f"same weights in both models; our inference "
+        + ("optimized (folded norms, channels-last)." if report.get("optimized_for_inference", True) else "as built."),
         "",
         "| id | target | setting | ours | torchvision | ratio | bar | met |",
         "|---|---|---|---|---|---|---|---|",

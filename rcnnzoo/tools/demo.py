@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", nargs="+", required=True, help="image files or glob patterns")
     parser.add_argument("--output", required=True, help="folder for the drawings")
+    parser.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="run the model as built, not optimized for inference (norms folded into convs, channels-last)",
+    )
     parser.add_argument("--confidence-threshold", type=float, default=0.5, help="draw detections above this")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY=VALUE")
     return parser
@@ -64,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
     setup_logger(name="rcnnzoo")
     cfg = load_config(args.config_file, args.opts)
     paths = _expand(args.input)
-    predictor = Predictor(cfg, weights=args.weights)
+    predictor = Predictor(cfg, weights=args.weights, optimize=args.optimize)
     class_names = predictor.thing_classes
     written = []
     for path in tqdm(paths, desc="demo"):

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep (write and draw) detections scoring at least this (default 0.5; 0 keeps all the "
         "model returns, e.g. for COCO scoring)",
     )
+    parser.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="run the model as built, not optimized for inference (norms folded into convs, channels-last)",
+    )
     parser.add_argument("--no-draw", action="store_true", help="write only the json files, no pictures")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY=VALUE, last")
     return parser
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """
     cfg = load_config(args.config_file, args.opts)
     paths = list_images(args.input)
-    predictor = Predictor(cfg, weights=args.weights, batch_size=args.batch_size)
+    predictor = Predictor(cfg, weights=args.weights, batch_size=args.batch_size, optimize=args.optimize)
     os.makedirs(args.output, exist_ok=True)
     detections: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []

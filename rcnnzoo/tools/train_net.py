@@ -47,6 +47,7 @@ from rcnnzoo.engine import (
 from rcnnzoo.engine.defaults import cfg_get
 from rcnnzoo.model_zoo import get_config
 from rcnnzoo.model_zoo.catalog import is_zoo_name
+from rcnnzoo.modeling import optimize_for_inference
 from rcnnzoo.utils.comm import is_main_process
 
 __all__ = ["main", "run", "load_config"]
@@ -141,6 +142,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         check_training_data(cfg, model, has_test)
     if args.eval_only:
         Checkpointer(model).load(cfg_get(cfg, "train.init_checkpoint", ""))
+        if getattr(args, "optimize", True):
+            optimize_for_inference(model)
         results = do_test(cfg, model) if has_test else {}
     else:
         # do_train evaluates after the last iteration when the config has test data.

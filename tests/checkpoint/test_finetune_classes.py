@@ -52,7 +52,10 @@ def test_class_dependent_prefixes_name_the_predictors():
     assert "roi_heads.mask_head.predictor." in class_dependent_prefixes(mask)
 
 
-def test_finetune_to_another_class_count_reinitialises_exactly_the_predictor(tmp_path, caplog):
+def test_finetune_to_another_class_count_reinitialises_exactly_the_predictor(tmp_path, caplog, monkeypatch):
+    # a tool run earlier in the session (setup_logger) stops "rcnnzoo" records at its own handlers;
+    # caplog listens at the root
+    monkeypatch.setattr(logging.getLogger("rcnnzoo"), "propagate", True)
     source = _model("Shapes/faster_rcnn_tiny_fpn.py", 3, seed=0)
     Checkpointer(source, str(tmp_path)).save("source")
     target = _model("Shapes/faster_rcnn_tiny_fpn.py", 2, seed=1)

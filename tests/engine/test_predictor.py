@@ -122,7 +122,7 @@ def test_checkpoint_metadata_names_the_classes(tmp_path) -> None:
     }
     Checkpointer(model, str(tmp_path)).save("m", metadata=metadata)
 
-    predictor = DefaultPredictor(tiny_cfg(), weights=str(tmp_path / "m.pth"))
+    predictor = DefaultPredictor(tiny_cfg(), weights=str(tmp_path / "m.pth"), optimize=False)
     assert isinstance(predictor, Predictor) and predictor.batch_size == 1
     assert predictor.metadata_source == "checkpoint"  # wins over the config's shapes_val names
     assert predictor.thing_classes == ["ant", "bee", "cat"]

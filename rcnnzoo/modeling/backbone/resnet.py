@@ -24,6 +24,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from rcnnzoo.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
+from rcnnzoo.modeling.inference_optimization import register_conv_norm_pairs
 
 from .backbone import BACKBONE_REGISTRY, Backbone
 
@@ -224,6 +225,10 @@ class ResNet(Backbone):
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         return {name: self._shapes[name] for name in self._out_features}
+
+
+# forward applies the stem's conv1 then bn1: optimize_for_inference may fold them
+register_conv_norm_pairs(ResNet, (("conv1", "bn1"),))
 
 
 def _check_out_features(out_features: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -196,3 +196,32 @@ def test_legacy_key_names_and_unknown_keys():
         convert_torchvision_state_dict({"roi_heads.mask_head.0.0.weight": t}, ARCH)
     with pytest.raises(ConversionError, match="Unsupported torchvision arch"):
         convert_torchvision_state_dict({}, "retinanet_resnet50_fpn")
+
+
+@pytest.mark.parametrize(
+    "arch", ["fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "maskrcnn_resnet50_fpn_v2"]
+)
+def test_optimized_for_inference_still_matches_torchvision(arch):
+    """Folded norms (FrozenBN, the v2 heads' BatchNorm), channels-last convs and RoIAlign on
+    channels-last maps change only the float rounding, so the detections are still torchvision's.
+
+    These random-weight networks amplify rounding: channels-last alone (another summation order
+    in the convs, nothing folded) already moves scores by up to ~2e-3 relative and boxes by
+    ~0.02 px, and lets near-equal detections trade places; a wrong fold moves everything.
+    """
+    from rcnnzoo.modeling import optimize_for_inference
+
+    post_nms = POST_NMS_TOPK.get(arch)
+    kwargs = {"rpn_post_nms_top_n_test": post_nms} if post_nms else {}
+    tv_model = build_torchvision(arch, seed=2 if arch.startswith("maskrcnn") else 0, **kwargs)
+    ours = optimize_for_inference(build_converted(arch, tv_model, post_nms_topk=post_nms))
+    expected, got = run_both(tv_model, ours, random_images())
+    for tv, inst in zip(expected, got):
+        assert len(tv["boxes"]) == len(inst) == 100
+        i, j = match_detections(tv, inst)
+        assert len(i) >= 95  # near-equal detections may trade the last places
+        torch.testing.assert_close(inst.pred_boxes.tensor[j], tv["boxes"][i], rtol=1e-3, atol=0.1)
+        torch.testing.assert_close(inst.scores[j], tv["scores"][i], rtol=1e-2, atol=1e-5)
+        if "masks" in tv:
+            diff = (inst.pred_masks[j] - tv["masks"][i]).abs()
+            assert diff.mean() < 1e-4 and diff.max() < 0.05  # a few pixels near 0.5 move most

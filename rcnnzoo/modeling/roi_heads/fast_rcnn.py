@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
-from rcnnzoo.layers import ShapeSpec
+from rcnnzoo.layers import ShapeSpec, batched_nms_topk
 from rcnnzoo.modeling.box_regression import Box2BoxTransform, smooth_l1_or_l1
 from rcnnzoo.structures import Boxes, Instances
 from rcnnzoo.utils.registry import Registry
@@ -130,9 +129,8 @@ def _inference_single_image(
     roi_idx, cls_idx = valid.nonzero(as_tuple=True)
     cand_boxes = boxes[roi_idx, cls_idx]
     cand_scores = scores[roi_idx, cls_idx]
-    keep = batched_nms(cand_boxes, cand_scores, cls_idx, nms_thresh)
-    if topk >= 0:
-        keep = keep[:topk]
+    # batched_nms(...)[:topk], without running NMS on candidates that cannot make the top k
+    keep = batched_nms_topk(cand_boxes, cand_scores, cls_idx, nms_thresh, topk)
     return Instances(
         image_size, pred_boxes=Boxes(cand_boxes[keep]), scores=cand_scores[keep], pred_classes=cls_idx[keep]
     )

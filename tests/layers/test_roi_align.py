@@ -225,3 +225,131 @@ def test_multilevel_pooler_gradient_matches_torchvision():
     torch.testing.assert_close(out, out_tv, rtol=1e-6, atol=1e-6)
     for a, b in zip(grads, grads_tv):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# channels-last maps without a gradient: one weighted embedding_bag (roi_align_channels_last_cpu)
+
+
+def _channels_last_module():
+    import importlib
+
+    return importlib.import_module("rcnnzoo.layers.roi_align")  # the package re-exports the function
+
+
+def _channels_last_rois(gen: torch.Generator, n: int, h: int, w: int, scale: float) -> torch.Tensor:
+    """Random RoIs of every image (some off the map, reversed or degenerate) plus fixed edge
+    cases: wholly off the map, a point, reversed, covering the map and beyond, a float index."""
+    size_x, size_y = w / scale, h / scale
+    edges = torch.tensor(
+        [
+            [0, -50.0, -50.0, -20.0, -20.0],
+            [n - 1, size_x + 5, size_y + 5, size_x + 40, size_y + 30],
+            [0, 5.0, 5.0, 5.0, 5.0],
+            [n - 1, size_x / 2, size_y / 2, 1.0, 2.0],
+            [n - 1, -3.0, -3.0, size_x + 3, size_y + 3],
+            [n - 0.3, 2.0, 2.0, size_x / 3, size_y / 2],
+            [0, size_x - 1.5, 0.0, size_x + 0.5, size_y - 0.1],
+        ]
+    )
+    return torch.cat([_random_rois(gen, 30, n, h, w, scale), edges])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_channels_last_inference_matches_torchvision(dtype, aligned, sampling_ratio):
+    gen = torch.Generator().manual_seed(8)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for c, output_size, scale in ((3, 7, 0.5), (256, 7, 0.25), (3, 14, 1.0), (256, (14, 5), 0.3)):
+        x = torch.randn(3, c, 13, 17, generator=gen, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        rois = _channels_last_rois(gen, 3, 13, 17, scale).to(dtype)
+        expected = tv_roi_align(x, rois, output_size, scale, sampling_ratio, aligned)
+        out = roi_align(x, rois, output_size, scale, sampling_ratio, aligned)
+        assert out.shape == expected.shape and out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, expected, **tol)
+
+
+def test_channels_last_inference_fpn_like_level():
+    # many RoIs of 1-30 cells on one 256-channel level: the pooler's case, in miniature
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 256, 32, 40, generator=gen).contiguous(memory_format=torch.channels_last)
+    xy = torch.rand(200, 2, generator=gen) * torch.tensor([150.0, 120.0])
+    wh = torch.exp(torch.rand(200, 2, generator=gen) * 4.8)
+    rois = torch.cat([torch.randint(0, 2, (200, 1), generator=gen).float(), xy, xy + wh], dim=1)
+    for sampling_ratio, aligned in ((2, False), (0, True)):
+        with torch.inference_mode():
+            out = roi_align(x, rois, 7, 0.25, sampling_ratio, aligned)
+        expected = tv_roi_align(x, rois, 7, 0.25, sampling_ratio, aligned)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_inference_edge_cases():
+    module = _channels_last_module()
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 4, 6, 7, generator=gen).contiguous(memory_format=torch.channels_last)
+    rois = _channels_last_rois(gen, 2, 6, 7, 0.5)
+    # RoIs of images that do not exist pool zeros (torchvision reads out of bounds)
+    missing = torch.tensor([[2, 1.0, 1.0, 9.0, 9.0], [-1, 1.0, 1.0, 9.0, 9.0], [1, 1.0, 1.0, 9.0, 9.0]])
+    out = roi_align(x, missing, 3, 0.5, 0, True)
+    assert torch.equal(out[:2], torch.zeros(2, 4, 3, 3))
+    torch.testing.assert_close(out[2:], tv_roi_align(x, missing[2:], 3, 0.5, 0, True), rtol=1e-5, atol=1e-5)
+    # no RoIs, an empty map, no bins
+    assert roi_align(x, torch.zeros(0, 5), 7).shape == (0, 4, 7, 7)
+    empty = module.roi_align_channels_last_cpu(x[:, :, :0], rois, (2, 3), 0.5, 0, True)
+    assert torch.equal(empty, torch.zeros(len(rois), 4, 2, 3))
+    assert roi_align(x, rois, (0, 3), 0.5, 0, True).shape == (len(rois), 4, 0, 3)
+    # the box-list form
+    boxes = [rois[rois[:, 0] == i, 1:] for i in (0, 1)]
+    expected = tv_roi_align(x, boxes, 3, 0.5, 2, False)
+    torch.testing.assert_close(roi_align(x, boxes, 3, 0.5, 2, False), expected, rtol=1e-5, atol=1e-5)
+    # RoIs pooled in several chunks: the same as in one
+    whole = module.roi_align_channels_last_cpu(x, rois, (3, 3), 0.5, 0, True)
+    for max_pairs in (1, 100, 1000):
+        chunked = module.roi_align_channels_last_cpu(x, rois, (3, 3), 0.5, 0, True, max_pairs=max_pairs)
+        assert torch.equal(chunked, whole)
+
+
+def test_channels_last_inference_dispatch(monkeypatch):
+    module = _channels_last_module()
+    calls = []
+    original = module.roi_align_channels_last_cpu
+
+    def recorded(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "roi_align_channels_last_cpu", recorded)
+
+    def used(fn) -> bool:
+        calls.clear()
+        fn()
+        return bool(calls)
+
+    gen = torch.Generator().manual_seed(11)
+    nchw = torch.randn(2, 3, 8, 9, generator=gen)
+    cl = nchw.contiguous(memory_format=torch.channels_last)
+    rois = _random_rois(gen, 10, 2, 8, 9, 0.5)
+    args = (3, 0.5, 0, True)
+    # channels last, no gradient wanted: the new path
+    assert used(lambda: roi_align(cl, rois, *args))
+    with torch.no_grad():
+        assert used(lambda: roi_align(cl.clone().requires_grad_(), rois, *args))
+    # channels last with a gradient: the vectorized autograd function, as before
+    calls.clear()
+    out = roi_align(cl.clone().requires_grad_(), rois, *args)
+    assert "RoIAlignCPU" in type(out.grad_fn).__name__ and not calls
+    # channels first: torchvision's op, bit for bit
+    assert not used(lambda: roi_align(nchw, rois, *args))
+    assert torch.equal(roi_align(nchw, rois, *args), tv_roi_align(nchw, rois, *args))
+    # maps that are channels last and channels first at once (C = 1, or H = W = 1): torchvision's
+    one_channel = torch.randn(2, 1, 8, 9, generator=gen).contiguous(memory_format=torch.channels_last)
+    one_cell = torch.randn(2, 3, 1, 1, generator=gen).contiguous(memory_format=torch.channels_last)
+    for x in (one_channel, one_cell):
+        assert not used(lambda x=x: roi_align(x, rois, *args))
+        assert torch.equal(roi_align(x, rois, *args), tv_roi_align(x, rois, *args))
+    # autocast, half precision, boxes wanting a gradient: torchvision's
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not used(lambda: roi_align(cl, rois, *args))
+    assert not used(lambda: roi_align(cl.half(), rois.half(), *args))
+    assert not used(lambda: roi_align(cl, rois.clone().requires_grad_(), *args))

@@ -105,6 +105,13 @@ class MultiLevelPooler(nn.Module):
             rois[:, 1:], self.min_level, self.max_level, self.canonical_box_size, self.canonical_level
         )
         out = features[0].new_zeros((len(rois), features[0].shape[1], *self.output_size))
+        if (
+            features[0].dim() == 4
+            and not features[0].is_contiguous()
+            and features[0].is_contiguous(memory_format=torch.channels_last)
+        ):
+            # channels-last maps pool to channels-last RoI features: collect them in that layout
+            out = out.contiguous(memory_format=torch.channels_last)
         for level, (x, scale) in enumerate(zip(features, self.scales)):
             idx = (level_ids == level).nonzero().squeeze(1)
             out.index_put_((idx,), self.pool_level(x, rois[idx], scale).to(out.dtype))

@@ -131,11 +131,36 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     _fsync_dir(directory)
 
 
+# what torch.save wrote before its zip format: a pickle of this magic number comes first
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def _is_plain_pickle(path: str) -> bool:
+    """Whether ``path`` is a pickle that torch.save did not write (e.g. a detectron2 ``.pkl``)."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_TORCH_MAGIC))
+    except OSError:
+        return False
+    return head[:1] == b"\x80" and head != _LEGACY_TORCH_MAGIC
+
+
 def _read_checkpoint(path: str) -> dict[str, Any]:
     """``torch.load`` with weights_only=True, turning its low-level errors into messages that name ``path``."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if _is_plain_pickle(path):
+            raise CheckpointError(
+                f"Checkpoint {path} is a plain pickle, not a torch checkpoint (a detectron2 or Detectron "
+                "'.pkl'?); rcnnzoo does not unpickle arbitrary files. Convert it with "
+                f"`python tools/convert_checkpoint.py {path} OUT.pth --source detectron2 --arch ARCH`, "
+                "or give its model zoo name (model_zoo/MODEL_ZOO.md), which converts it safely"
+            ) from e
         if "Unsupported global" in str(e):
             raise CheckpointError(
                 f"Checkpoint {path} contains Python objects that torch.load(weights_only=True) refuses to "

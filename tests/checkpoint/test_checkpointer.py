@@ -143,6 +143,23 @@ def test_garbage_file_is_reported_corrupt(tmp_path) -> None:
         Checkpointer(_net()).load(str(bad))
 
 
+def test_plain_pickle_gets_a_hint_to_convert_it(tmp_path) -> None:
+    """A detectron2 .pkl given as weights: said to be converted, not called corrupt, never unpickled."""
+    import pickle
+
+    import numpy as np
+
+    pkl = tmp_path / "model_final_f10217.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump({"model": {"linear.weight": np.zeros((3, 4), np.float32)}, "__author__": "Detectron2"}, f)
+    with pytest.raises(CheckpointError, match=r"model_final_f10217\.pkl is a plain pickle.*convert_checkpoint"):
+        Checkpointer(_net()).load(str(pkl))
+    # torch.save's pre-zip format is a pickle too, and still loads
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"model": _net().state_dict()}, legacy, _use_new_zipfile_serialization=False)
+    Checkpointer(_net()).load(str(legacy))
+
+
 def test_loading_uses_weights_only_and_refuses_arbitrary_objects(tmp_path, monkeypatch) -> None:
     path = tmp_path / "unsafe.pth"
     torch.save({"model": _net().state_dict(), "payload": _Unsafe()}, path)

@@ -8,7 +8,7 @@ takes it, and the publisher's own figures with the page that gives them. Names a
 
 :func:`converted_checkpoint` turns a name into an rcnnzoo checkpoint on disk: the download goes
 into the rcnnzoo cache (``$RCNNZOO_CACHE``), the conversion is written atomically beside it as
-``<download without extension>.rcnnzoo.pth``, and later calls find that file and neither
+``<download without extension>.rcnnzoo-c<CONVERTER_VERSION>.pth``, and later calls find that file and neither
 download nor convert again. :func:`resolve_weights` does this for any ``train.init_checkpoint``
 value (a zoo name, a catalog URL, another URL, a path); :class:`rcnnzoo.checkpoint.Checkpointer`
 calls it. The converters are looked up when a file is converted, not when this module is
@@ -41,6 +41,7 @@ from .download import cached_path_for, download
 __all__ = [
     "CATALOG",
     "CONVERTED_SUFFIX",
+    "CONVERTER_VERSION",
     "SOURCES",
     "UnknownModelError",
     "ZooEntry",
@@ -59,7 +60,11 @@ logger = logging.getLogger(__name__)
 SOURCES = ("torchvision", "detectron2")
 """The projects whose weights the catalog lists; a zoo name starts with ``<source>/``."""
 
-CONVERTED_SUFFIX = ".rcnnzoo.pth"
+CONVERTER_VERSION = 1
+"""Raised whenever a converter's output changes (renamed keys, new layout): the converted file's
+name carries it, so caches written by an older rcnnzoo are converted again, never reused."""
+
+CONVERTED_SUFFIX = f".rcnnzoo-c{CONVERTER_VERSION}.pth"
 """A converted file is the download's path with this in place of its extension."""
 
 

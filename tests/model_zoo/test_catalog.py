@@ -201,7 +201,7 @@ def test_get_downloads_checks_converts_once_then_uses_the_cache(server, tmp_path
     for key, value in expected.items():
         torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
     cached = catalog.cached_path_for(url)
-    assert os.path.isfile(os.path.splitext(cached)[0] + ".rcnnzoo.pth")
+    assert os.path.isfile(os.path.splitext(cached)[0] + f".rcnnzoo-c{catalog.CONVERTER_VERSION}.pth")
     assert len(hits) == 1
 
     def no_conversion(*args, **kwargs):

@@ -24,7 +24,8 @@ from rcnnzoo.data import (
     handle_bad_boxes,
     register_coco_instances,
 )
-from rcnnzoo.data.checks import _anchor_levels, _Annotations, _best_anchor_iou
+from rcnnzoo.data.checks.anchors import _anchor_levels, _best_anchor_iou
+from rcnnzoo.data.checks.annotations import _Annotations
 from rcnnzoo.modeling import DefaultAnchorGenerator
 from rcnnzoo.structures import Boxes, BoxMode, pairwise_iou
 

@@ -81,6 +81,27 @@ def test_mask_rcnn_benchmark_trains_both_models_with_masks():
     assert row["rcnnzoo_images_per_s"] > 0 and row["torchvision_images_per_s"] > 0
 
 
+def test_both_models_get_the_same_weights_and_our_inference_copy_is_optimized():
+    arch = "fasterrcnn_mobilenet_v3_large_fpn"
+    cfg = benchmark.load_config("COCO-Detection/torchvision/" + arch + ".py", score_thresh=0.0)
+    tv = benchmark.build_counterpart(cfg, arch, 128, 160, 0.0)
+    ours = benchmark.build_ours(cfg, torch.device("cpu"))
+    assert benchmark.share_weights(ours, tv, arch)
+    from rcnnzoo.model_zoo.converters import convert_torchvision_state_dict
+
+    state = ours.state_dict()
+    for key, value in convert_torchvision_state_dict(tv.state_dict(), arch).items():
+        assert torch.equal(state[key], value), key
+    shapes = benchmark.build_ours(benchmark.load_config("Shapes/faster_rcnn_tiny_fpn.py"), torch.device("cpu"))
+    assert not benchmark.share_weights(shapes, tv, arch)  # another architecture: each keeps its own
+
+    from rcnnzoo.modeling.inference_optimization import is_optimized_for_inference
+
+    assert benchmark.inference_model(ours, optimize=False) is ours
+    copy = benchmark.inference_model(ours, optimize=True)
+    assert copy is not ours and is_optimized_for_inference(copy) and not is_optimized_for_inference(ours)
+
+
 def test_torchvision_model_gets_our_frozen_backbone_and_proposal_counts():
     from rcnnzoo.config import LazyConfig, resolve_config_path
     from rcnnzoo.layers import FrozenBatchNorm2d

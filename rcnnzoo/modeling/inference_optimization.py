@@ -121,21 +121,28 @@ def fold_conv_norms(model: nn.Module) -> int:
     return folded
 
 
-def optimize_for_inference(model: nn.Module, *, fold_norms: bool = True, channels_last: bool = True) -> nn.Module:
+def optimize_for_inference(
+    model: nn.Module, *, fold_norms: bool = True, channels_last: bool | None = None
+) -> nn.Module:
     """Prepare ``model`` (loaded, about to run inference only) to run faster; in place.
 
     Sets eval mode, freezes every parameter, folds normalizations into convolutions
     (:func:`fold_conv_norms`) and converts 4-D weights to channels-last, so activations follow.
 
     Args:
-        model: a built detector (or any module) with its weights loaded.
+        model: a built detector (or any module) with its weights loaded, on its device.
         fold_norms: fold normalizations into the convs before them.
         channels_last: convert conv weights (hence activations) to channels-last memory format.
+            ``None``: only for a model on the CPU, where it was measured (1.3x on a ResNet-50
+            body); on a GPU it depends on the dtype and the GPU, so choose it yourself.
     Returns:
         ``model`` itself.
     """
     model.eval()
     model.requires_grad_(False)
+    if channels_last is None:
+        first = next(iter(model.parameters()), None)
+        channels_last = first is None or first.device.type == "cpu"
     folded = fold_conv_norms(model) if fold_norms else 0
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -132,3 +132,14 @@ def test_optimized_models_are_not_saved(tmp_path):
     with pytest.raises(ValueError, match="optimize_for_inference"):
         Checkpointer(model, str(tmp_path)).save("model_final")
     assert not list(tmp_path.iterdir())
+
+
+def test_channels_last_by_default_on_the_cpu_only_when_asked_elsewhere():
+    def conv_weight_is_channels_last(model):
+        w = model.conv1.weight
+        return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+    assert conv_weight_is_channels_last(optimize_for_inference(ResNet(depth=18, freeze_at=0)))
+    assert not conv_weight_is_channels_last(
+        optimize_for_inference(ResNet(depth=18, freeze_at=0), channels_last=False)
+    )

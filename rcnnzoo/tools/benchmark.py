@@ -281,13 +281,18 @@ def share_weights(ours: torch.nn.Module, counterpart: torch.nn.Module, arch: str
     return True
 
 
-def inference_model(model: torch.nn.Module, optimize: bool) -> torch.nn.Module:
-    """The model our inference rows time: an optimized copy (as the Predictor runs it), or ``model``."""
+def inference_model(model: torch.nn.Module, optimize: bool, device: torch.device | None = None) -> torch.nn.Module:
+    """The model our inference rows time: an optimized copy (as the Predictor runs it), or ``model``.
+
+    ``device``: where the copy will run, if not where ``model`` is (it picks channels-last or not
+    as :func:`rcnnzoo.modeling.optimize_for_inference` would there).
+    """
     if not optimize:
         return model
     from rcnnzoo.modeling import optimize_for_inference
 
-    return optimize_for_inference(copy.deepcopy(model))
+    channels_last = None if device is None else device.type == "cpu"
+    return optimize_for_inference(copy.deepcopy(model), channels_last=channels_last)
 
 
 def build_counterpart(

@@ -257,7 +257,7 @@ def _measure_all(
                             benchmark.share_weights(model, counterpart, arch)
                         # the inference copy stays on the CPU (out of the training rows' GPU memory)
                         # until an inference row needs it
-                        optimized = _inference_copy(model, jobs, optimize)
+                        optimized = _inference_copy(model, jobs, optimize, device)
                         model = model.to(device)
                     else:
                         # dropped here, so it leaves the GPU with ``model`` below
@@ -283,11 +283,11 @@ def _measure_all(
     return results
 
 
-def _inference_copy(model: torch.nn.Module, jobs, optimize: bool) -> torch.nn.Module | None:
+def _inference_copy(model: torch.nn.Module, jobs, optimize: bool, device: torch.device) -> torch.nn.Module | None:
     """Our model as inference rows time it (see :func:`benchmark.inference_model`), if any job infers."""
     if not any(setting.task == "inference" for _, setting in jobs):
         return None
-    return benchmark.inference_model(model, optimize) if optimize else model
+    return benchmark.inference_model(model, optimize, device) if optimize else model
 
 
 def _measure(who, setting, model, cfg, device, height, width, iters, warmup) -> Measurement:

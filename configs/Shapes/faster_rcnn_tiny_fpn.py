@@ -1,6 +1,6 @@
 """Quick start: Faster R-CNN, TinyNet-FPN from scratch, on the built-in shapes dataset, CPU.
 
-Trains and evaluates in about 6 minutes on 2 CPU cores. Compared with the R50-FPN COCO model:
+Trains and evaluates in 6-7 minutes on 2 CPU cores. Compared with the R50-FPN COCO model:
 a small backbone trained from scratch (trainable BN, widths 16-128), a 32-channel FPN, anchors
 halved for ~256 px images, 500 pre-NMS / 300 (train) or 200 (test) post-NMS proposals, 128
 sampled RoIs per image, a 256-d box head, and AdamW (lr 2e-3) instead of SGD. On 2 CPU cores the RoIAlign backward and the

@@ -143,3 +143,14 @@ def test_channels_last_by_default_on_the_cpu_only_when_asked_elsewhere():
     assert not conv_weight_is_channels_last(
         optimize_for_inference(ResNet(depth=18, freeze_at=0), channels_last=False)
     )
+
+
+def test_optimized_mask_rcnn_runs_under_bf16_autocast():
+    """Channels-last and mixed precision together, end to end (GUIDE section 6)."""
+    torch.manual_seed(0)
+    model = optimize_for_inference(instantiate(get_config("Shapes/mask_rcnn_tiny_fpn.py").model))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        (out,) = model(shapes_inputs(1))
+    inst = out["instances"]
+    assert len(inst) > 0 and torch.isfinite(inst.pred_boxes.tensor.float()).all()
+    assert inst.pred_masks.shape[0] == len(inst)

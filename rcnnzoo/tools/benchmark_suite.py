@@ -287,7 +287,7 @@ def _inference_copy(model: torch.nn.Module, jobs, optimize: bool, device: torch.
     """Our model as inference rows time it (see :func:`benchmark.inference_model`), if any job infers."""
     if not any(setting.task == "inference" for _, setting in jobs):
         return None
-    return benchmark.inference_model(model, optimize, device) if optimize else model
+    return benchmark.inference_model(model, optimize, device)
 
 
 def _measure(who, setting, model, cfg, device, height, width, iters, warmup) -> Measurement:
